@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create ./.venv (once) with ssnas, its tracking/data extras and the test tools.
+# torch==2.14.1 / torchvision==0.29.1 come from the machine's local wheels when present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+if ! .venv/bin/python -c "import ssnas_core, mlflow, medmnist, pytest" >/dev/null 2>&1 \
+   || [ pyproject.toml -nt .venv/.ssnas-installed ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[app,dev]' 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import ssnas_core, mlflow, medmnist, pytest"
+  touch .venv/.ssnas-installed
+fi

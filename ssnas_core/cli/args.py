@@ -1,0 +1,67 @@
+"""argparse flags generated from the config dataclasses.
+
+Every field is ``--<section>.<name>`` (underscores written as dashes), and the
+everyday ones also have a short name (``SHORT_FLAGS``). Defaults are
+suppressed in the namespace so the caller knows which flags were given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from ssnas_core.config import RunConfig
+
+SHORT_FLAGS = {
+    "data.dataset": "--dataset", "data.data_root": "--data-root", "data.imbalance_factor": "--imbalance-factor",
+    "data.limit_train": "--limit-train", "data.size": "--size", "data.download": "--download",
+    "search.epochs": "--epochs", "search.batch_size": "--batch-size", "search.width": "--width",
+    "search.cells": "--cells", "search.nodes": "--nodes", "search.relaxation": "--relaxation",
+    "search.ssl": "--ssl", "search.lambda_bt": "--lambda-bt", "search.w01": "--w01",
+    "search.arch_order": "--arch-order", "search.amp": "--amp", "search.channels_last": "--channels-last",
+    "seed": "--seed", "device": "--device", "tracking.experiment": "--experiment",
+    "tracking.tracking_uri": "--tracking-uri", "tracking.work_dir": "--work-dir",
+}
+
+
+def _long_name(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...]) -> None:
+    """Add one flag per config field of the given sections (``""`` for top-level fields)."""
+    root = RunConfig()
+    for top in dataclasses.fields(root):
+        value = getattr(root, top.name)
+        if dataclasses.is_dataclass(value):
+            if top.name not in sections:
+                continue
+            group = parser.add_argument_group(f"{top.name} options")
+            for f in dataclasses.fields(value):
+                _add(group, f"{top.name}.{f.name}", f, getattr(value, f.name))
+        elif "" in sections:
+            _add(parser, top.name, top, value)
+    if "tracking" in sections:
+        parser.add_argument("--no-tracking", dest="tracking.enabled", action="store_false", default=argparse.SUPPRESS,
+                            help="do not record the run in MLflow (checkpoints still go to the work dir)")
+
+
+def _add(parser: Any, key: str, f: dataclasses.Field[Any], default: Any) -> None:
+    names = [n for n in (SHORT_FLAGS.get(key), _long_name(key)) if n]
+    help_text = f"{f.metadata.get('help', '')} (default: {default!r})"
+    kwargs: dict[str, Any] = {"dest": key, "default": argparse.SUPPRESS, "help": help_text}
+    if isinstance(default, bool):
+        kwargs["action"] = argparse.BooleanOptionalAction
+    else:
+        kwargs["type"] = type(default)
+        kwargs["metavar"] = type(default).__name__.upper()
+        if f.metadata.get("choices"):
+            kwargs["choices"] = f.metadata["choices"]
+            kwargs.pop("metavar")
+    parser.add_argument(*names, **kwargs)
+
+
+def given_overrides(ns: argparse.Namespace) -> dict[str, Any]:
+    """The config keys the user gave explicitly (dotted)."""
+    return {k: v for k, v in vars(ns).items() if "." in k or k in ("seed", "device")}

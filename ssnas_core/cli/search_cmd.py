@@ -1,0 +1,135 @@
+"""``ssnas search``: compose data, engine, tracker and checkpoints; resume into the same run."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
+from ssnas_core.cli.progress import progress_bar
+from ssnas_core.cli.runs import open_tracker, resolve_experiment
+from ssnas_core.config import RUNTIME_KEYS, RunConfig, config_sha, flatten, from_flat, with_overrides
+from ssnas_core.errors import ConfigError, DivergenceError
+from ssnas_core.search.artifacts import SearchArtifacts, alpha_metrics
+from ssnas_core.search.engine import EpochReport
+from ssnas_core.search.setup import build_search
+from ssnas_core.search_space.network import count_parameters
+from ssnas_core.tracking.base import NullTracker, Tracker
+
+
+def method_name(cfg: RunConfig) -> str:
+    """``fairdarts-bt``, ``darts-simclr``, ... as the ``ssnas.method`` tag."""
+    relax = "fairdarts" if cfg.search.relaxation == "sigmoid" else "darts"
+    return f"{relax}-{ {'barlow-twins': 'bt', 'simclr': 'simclr', 'ce': 'ce'}[cfg.search.ssl] }"
+
+
+def _resume_config(overrides: dict[str, Any], state: dict[str, Any]) -> RunConfig:
+    saved = from_flat(state["config"])
+    flat = flatten(saved)
+    changed = {k: (flat.get(k), v) for k, v in overrides.items() if k not in RUNTIME_KEYS and flat.get(k) != v}
+    if changed:
+        listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        raise ConfigError(f"--resume keeps the run's configuration, but these options differ: {listing}; "
+                          "drop them or start a new search")
+    return with_overrides(saved, {k: v for k, v in overrides.items() if k in RUNTIME_KEYS})
+
+
+def _log_epoch(tracker: Tracker, report: EpochReport, cfg: RunConfig, primitives: tuple[str, ...]) -> None:
+    ssl_key = {"barlow-twins": "loss_bt", "simclr": "loss_simclr", "ce": "loss_ce"}[cfg.search.ssl]
+    for i in range(len(report.losses["loss_train"])):
+        metrics = {f"search/{ssl_key}": report.losses["loss_train"][i],
+                   f"search/val_{ssl_key}": report.losses["loss_val"][i],
+                   "search/loss_arch": report.losses["loss_arch"][i], "search/lr": report.lr}
+        if cfg.search.relaxation == "sigmoid":
+            metrics["search/loss_zero_one"] = report.losses["loss_zero_one"][i]
+        tracker.log_metrics(metrics, step=report.first_step + i)
+    epoch_metrics = alpha_metrics(report.arch_weights, primitives, cfg.search.nodes)
+    for cell, count in report.genotype.skip_count().items():
+        epoch_metrics[f"search/skip_count/{cell}"] = float(count)
+    epoch_metrics["search/epoch_seconds"] = report.seconds
+    epoch_metrics["search/images_per_s"] = report.images / max(report.seconds, 1e-9)
+    tracker.log_metrics(epoch_metrics, step=report.epoch)
+
+
+def _print_ui_hint(tracker: Tracker, run_id: str) -> None:
+    uri = getattr(tracker, "tracking_uri", None)
+    if uri is None:
+        return
+    page = f"#/experiments/{getattr(tracker, 'experiment_id', '0')}/runs/{run_id}"
+    if uri.startswith("http"):
+        print(f"ssnas search: see {uri.rstrip('/')}/{page}", file=sys.stderr)
+    else:
+        print(f"ssnas search: to see it, run  mlflow ui --backend-store-uri {uri}  and open "
+              f"http://127.0.0.1:5000/{page}", file=sys.stderr)
+
+
+def run_search(overrides: dict[str, Any], resume: str | None = None) -> str:
+    """Run (or resume) a search; returns the run id. Raises ``SsnasError`` on bad input before any run opens."""
+    cfg = with_overrides(RunConfig(), overrides)
+    state: dict[str, Any] | None = None
+    if resume:
+        run_dir = Path(cfg.tracking.work_dir) / resume
+        if not (run_dir / "checkpoints" / LAST).exists() and cfg.tracking.enabled:
+            from ssnas_core.cli.runs import fetch_checkpoint
+
+            fetch_checkpoint(cfg, resume, run_dir / "checkpoints")
+        state = load_checkpoint(run_dir / "checkpoints")
+        cfg = _resume_config(overrides, state)
+    setup = build_search(cfg)  # loads and validates the data: bad input fails here, before any run exists
+    engine, dataset = setup.engine, setup.dataset
+    if state is not None:
+        engine.load_state_dict(state["engine"])
+    experiment = resolve_experiment(cfg, dataset.name)
+    tags = {"ssnas.stage": "search", "ssnas.method": method_name(cfg), "ssnas.dataset": dataset.name,
+            "ssnas.imbalance_factor": str(cfg.data.imbalance_factor), "ssnas.config_sha": config_sha(cfg)}
+    tracker: Tracker
+    if cfg.tracking.enabled:
+        tracker, run_id = open_tracker(cfg, experiment, tags, resume)
+    else:
+        tracker, run_id = NullTracker(), resume or uuid.uuid4().hex
+    return _train(cfg, setup, tracker, run_id, state is not None)
+
+
+def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: bool) -> str:
+    engine, dataset = setup.engine, setup.dataset
+    run_dir = Path(cfg.tracking.work_dir) / run_id
+    primitives = engine.supernet.primitives
+    artifacts = SearchArtifacts(run_dir, tracker, primitives, cfg.search.nodes)
+    status = "FAILED"
+    try:
+        if not resumed:
+            tracker.log_params(flatten(cfg))
+            info = {"n_params_supernet": count_parameters(engine.supernet), "device": str(setup.device),
+                    "train_class_counts": setup.train_counts, "steps_per_epoch": engine.steps_per_epoch}
+            (run_dir / "artifacts").mkdir(parents=True, exist_ok=True)
+            (run_dir / "artifacts" / "config.json").write_text(json.dumps({**flatten(cfg), **info}, indent=2))
+            tracker.log_artifact(run_dir / "artifacts" / "config.json")
+            tracker.log_metrics({"search/n_params_supernet": float(info["n_params_supernet"])}, step=0)
+            tracker.set_tags({"ssnas.work_dir": str(run_dir.resolve())})
+        print(f"ssnas search: run {run_id} on {setup.device}, {dataset.name}, "
+              f"{engine.steps_per_epoch} steps/epoch, from epoch {engine.epoch}", file=sys.stderr)
+        while engine.epoch < cfg.search.epochs:
+            with progress_bar(engine.steps_per_epoch, f"epoch {engine.epoch + 1}/{cfg.search.epochs}") as bar:
+                report = engine.run_epoch(progress=bar)
+            save_checkpoint(run_dir / "checkpoints", {"engine": engine.state_dict(), "config": flatten(cfg),
+                                                       "config_sha": config_sha(cfg), "run_id": run_id})
+            _log_epoch(tracker, report, cfg, primitives)
+            artifacts.epoch(report, engine.alpha_history, final=engine.epoch == cfg.search.epochs)
+            tracker.log_artifact(run_dir / "checkpoints" / LAST, "checkpoints")
+        genotype = engine.supernet.genotype(cfg.search.threshold)
+        artifacts.final(genotype, engine.supernet.state_dict())
+        tracker.set_tags({"ssnas.genotype": json.dumps(genotype.skip_count())})
+        status = "FINISHED"
+        _print_ui_hint(tracker, run_id)
+        return run_id
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except DivergenceError as err:
+        tracker.set_tags({"ssnas.diverged_at_step": str(err.step)})
+        raise
+    finally:
+        tracker.end(status)

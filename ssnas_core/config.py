@@ -1,0 +1,231 @@
+"""THE configuration: frozen nested dataclasses, flattening, overrides, argparse flags.
+
+Every field carries its help text in ``metadata``; ``cli.py`` turns the fields
+into ``--section.name`` flags (plus the short everyday names in ``SHORT_FLAGS``),
+``flatten`` gives exactly the dict logged as MLflow params, and
+``with_overrides`` applies dotted keys (as Optuna studies return them),
+refusing unknown keys and wrong types.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping, TypeVar
+
+from ssnas_core.errors import ConfigError
+
+T = TypeVar("T")
+
+
+def _f(default: Any, help: str, choices: tuple[Any, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which images, and how the training set is made imbalanced or smaller."""
+
+    dataset: str = _f(
+        "pneumoniamnist",
+        "dataset: a 2D MedMNIST flag (pneumoniamnist, chestmnist, ...), cifar10, cifar100, "
+        "imagefolder:<path> or synthetic",
+    )
+    data_root: str = _f("", "folder holding the dataset files (default: $SSNAS_DATA_ROOT, else medmnist's)")
+    size: int = _f(28, "image size in pixels (MedMNIST: 28, 64, 128 or 224)")
+    imbalance_factor: float = _f(
+        1.0, "long-tail the training set: largest/smallest class count (e.g. 10; 1 keeps it as is)"
+    )
+    limit_train: int = _f(0, "use only N training images (stratified), for quick runs; 0 uses all")
+    download: bool = _f(False, "download the dataset when it is missing (needs network access)")
+    strict_md5: bool = _f(False, "treat an MD5 mismatch of a MedMNIST file as an error instead of a warning")
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.imbalance_factor) or self.imbalance_factor < 1:
+            raise ConfigError(
+                f"imbalance factor {self.imbalance_factor} is invalid: it is the largest/smallest class "
+                "count and must be a finite number >= 1 (e.g. 10, not 0.1)"
+            )
+        if self.limit_train < 0:
+            raise ConfigError(f"--limit-train {self.limit_train} is negative: give a count of images, or 0 for all")
+        if self.size < 8:
+            raise ConfigError(f"--data.size {self.size} is too small: use 28 or more")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Architecture search: supernet, relaxation, self-supervised loss, optimisers."""
+
+    epochs: int = _f(100, "search epochs (paper: 100)")
+    batch_size: int = _f(32, "images per step in each half of the bi-level split (paper: 32)")
+    width: int = _f(16, "initial channels C of the supernet")
+    cells: int = _f(3, "cells in the supernet (paper: 3); reduction cells at 1/3 and 2/3 of the depth")
+    nodes: int = _f(4, "intermediate nodes per cell (paper: 4)")
+    relaxation: str = _f(
+        "sigmoid", "sigmoid: FairDARTS (independent sigmoids + zero-one loss); softmax: DARTS",
+        ("sigmoid", "softmax"),
+    )
+    ssl: str = _f(
+        "barlow-twins", "search loss: barlow-twins, simclr (NT-Xent, as SSNAS) or ce (supervised, uses labels)",
+        ("barlow-twins", "simclr", "ce"),
+    )
+    lambda_bt: float = _f(0.0051, "Barlow Twins weight lambda of the off-diagonal term")
+    projector: str = _f("512-512", "projector hidden-output sizes, e.g. 512-512 (Barlow Twins and SimCLR)")
+    temperature: float = _f(0.5, "NT-Xent temperature (simclr)")
+    w01: float = _f(10.0, "weight of the FairDARTS zero-one loss (sigmoid relaxation only)")
+    threshold: float = _f(0.85, "FairDARTS genotype threshold on sigmoid weights")
+    lr: float = _f(0.025, "SGD learning rate of the network weights (cosine schedule)")
+    lr_min: float = _f(0.001, "final learning rate of the cosine schedule")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(3e-4, "SGD weight decay")
+    arch_lr: float = _f(3e-4, "Adam learning rate of the architecture weights (DARTS)")
+    arch_weight_decay: float = _f(1e-3, "Adam weight decay of the architecture weights (DARTS)")
+    arch_order: int = _f(1, "1: first-order architecture gradient; 2: second-order (unrolled, DARTS)", (1, 2))
+    grad_clip: float = _f(5.0, "clip the weights' gradient norm to this value (0: off)")
+    aug_strength: float = _f(1.0, "strength of the two-view augmentation (0 gives identical views)")
+    amp: str = _f("none", "mixed precision: none or bf16 autocast", ("none", "bf16"))
+    channels_last: bool = _f(False, "use the channels_last memory format")
+
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "width": self.width, "cells": self.cells, "nodes": self.nodes}
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"--{name} {value} is invalid: it must be at least 1")
+        if self.batch_size < 2:
+            raise ConfigError(
+                f"--batch-size {self.batch_size} is invalid: batch statistics need at least 2 images per step"
+            )
+        if self.lambda_bt < 0 or self.w01 < 0 or self.temperature <= 0:
+            raise ConfigError("--lambda-bt and --w01 must be >= 0 and --search.temperature > 0")
+        if not 0 < self.threshold < 1:
+            raise ConfigError(f"--search.threshold {self.threshold} must lie in (0, 1)")
+        projector_sizes(self.projector)
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    """Where runs are recorded."""
+
+    enabled: bool = _f(True, "record the run in MLflow (--no-tracking.enabled: only the local work dir)")
+    experiment: str = _f("", "MLflow experiment (default: ssnas-<dataset>)")
+    tracking_uri: str = _f("", "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db)")
+    work_dir: str = _f("ssnas-runs", "local folder for checkpoints and artifacts, one sub-folder per run")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one ``ssnas search`` run needs."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    seed: int = _f(0, "random seed: data order, split, augmentation and initialisation")
+    device: str = _f("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+
+
+# Fields that may change between an interrupted run and its resumption.
+RUNTIME_KEYS = frozenset({"device", "tracking.enabled", "tracking.tracking_uri", "tracking.work_dir"})
+
+
+def projector_sizes(spec: str) -> tuple[int, ...]:
+    """Parse ``"512-512"`` into ``(512, 512)``.
+
+    Raises:
+        ConfigError: when a part is not a positive integer.
+    """
+    try:
+        sizes = tuple(int(part) for part in spec.split("-"))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"projector sizes {spec!r} are invalid: write positive integers joined by '-', e.g. 512-512")
+    return sizes
+
+
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten nested dataclasses into dotted keys: ``{"search.lambda_bt": 0.0051, ...}``."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(flatten(value, prefix=f"{key}."))
+        else:
+            out[key] = value
+    return out
+
+
+def config_sha(cfg: RunConfig) -> str:
+    """Short hash of the non-runtime configuration."""
+    flat = {k: v for k, v in flatten(cfg).items() if k not in RUNTIME_KEYS}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    kind = type(default)
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        return str(value)
+    raise ConfigError(f"option {key} got {value!r}: expected a {kind.__name__}")
+
+
+def with_overrides(cfg: T, overrides: Mapping[str, Any]) -> T:
+    """Return a copy of ``cfg`` with dotted-key overrides applied.
+
+    Raises:
+        ConfigError: for an unknown key, a value of the wrong type or outside its choices.
+    """
+    flat = flatten(cfg)
+    for key in overrides:
+        if key not in flat:
+            known = ", ".join(sorted(flat))
+            raise ConfigError(f"unknown option {key!r}: known options are {known}")
+    return _rebuild(cfg, overrides, "")
+
+
+def _rebuild(cfg: T, overrides: Mapping[str, Any], prefix: str) -> T:
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):  # type: ignore[arg-type]
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            if any(k.startswith(key + ".") for k in overrides):
+                changes[f.name] = _rebuild(value, overrides, key + ".")
+        elif key in overrides:
+            new = _coerce(key, overrides[key], f.default)
+            choices = f.metadata.get("choices")
+            if choices and new not in choices:
+                raise ConfigError(f"option {key} got {new!r}: choose one of {', '.join(map(str, choices))}")
+            changes[f.name] = new
+    return dataclasses.replace(cfg, **changes) if changes else cfg  # type: ignore[type-var]
+
+
+def from_flat(flat: Mapping[str, Any]) -> RunConfig:
+    """Rebuild a ``RunConfig`` from ``flatten`` output (e.g. a checkpoint's config)."""
+    known = flatten(RunConfig())
+    return with_overrides(RunConfig(), {k: v for k, v in flat.items() if k in known})
+
+
+def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """Keys whose values differ between two flat configs, as ``{key: (a, b)}``."""
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}

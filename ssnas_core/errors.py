@@ -1,0 +1,36 @@
+"""Exception classes.
+
+Every ``SsnasError`` is a *user* error: the CLI prints its message on one line
+and exits with status 2. Messages say what was found, what was expected and
+what to do.
+"""
+
+from __future__ import annotations
+
+
+class SsnasError(Exception):
+    """Base class of errors caused by bad input; the CLI exits with status 2."""
+
+
+class ConfigError(SsnasError, ValueError):
+    """An unknown option, a wrong type or an out-of-range value."""
+
+
+class DatasetError(SsnasError):
+    """A data file that is missing, corrupt or of the wrong structure."""
+
+
+class CheckpointError(SsnasError):
+    """A checkpoint that is missing, corrupt or belongs to another configuration."""
+
+
+class TrackingError(SsnasError):
+    """The tracking store cannot be reached or refuses the request."""
+
+
+class DivergenceError(RuntimeError):
+    """A loss or a parameter became NaN or infinite during training."""
+
+    def __init__(self, message: str, step: int) -> None:
+        super().__init__(message)
+        self.step = step

@@ -1,0 +1,1 @@
+"""Loss modules: Barlow Twins, NT-Xent (SimCLR), FairDARTS zero-one."""

@@ -1,0 +1,1 @@
+"""The search engine: bi-level optimisation of supernet weights and architecture weights."""

@@ -1,0 +1,102 @@
+"""Architecture step: first-order or second-order (unrolled) gradient of the alpha objective.
+
+The alpha objective is ``L_val(w, alpha) + w01 * L_01(alpha)`` (the zero-one
+term only for the sigmoid relaxation). Second order follows DARTS (Liu et al.
+2019, eq. 7-8): with ``w' = w - xi * grad_w L_train(w, alpha)``,
+
+    grad_alpha = grad_alpha L_val(w', alpha)
+                 - xi * [grad_alpha L_train(w+, alpha) - grad_alpha L_train(w-, alpha)] / (2 eps)
+
+where ``w+- = w +- eps * grad_w' L_val(w', alpha)`` and ``eps = 0.01 / ||grad_w' L_val||``.
+``xi`` is the current weight learning rate. The norm is clamped away from 0 so a
+zero gradient gives a zero Hessian term instead of inf/NaN (khanrc/pt.darts
+architect.py divides by it unguarded). No host synchronisation happens here.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ssnas_core.losses.zero_one import zero_one_loss
+
+Objective = Callable[[], torch.Tensor]
+
+
+class Architect:
+    """Updates the alphas with their own optimiser (Adam, as in DARTS).
+
+    Args:
+        alphas: architecture parameters.
+        weights: network parameters (supernet weights and head).
+        optimizer: the alphas' optimiser.
+        w01: weight of the zero-one loss (0 disables it).
+        order: 1 or 2.
+    """
+
+    def __init__(self, alphas: Sequence[nn.Parameter], weights: Sequence[nn.Parameter],
+                 optimizer: torch.optim.Optimizer, w01: float, order: int = 1) -> None:
+        if order not in (1, 2):
+            raise ValueError(f"architecture gradient order must be 1 or 2, got {order}")
+        self.alphas = list(alphas)
+        self.weights = list(weights)
+        self.optimizer = optimizer
+        self.w01 = w01
+        self.order = order
+
+    def step(self, val_loss: Objective, train_loss: Objective, xi: float) -> dict[str, torch.Tensor]:
+        """One alpha update. ``val_loss``/``train_loss`` recompute the SSL loss on the alpha/weight batch.
+
+        Returns:
+            Detached scalars: ``ssl`` (L_val), ``zero_one`` (L_01) and ``arch`` (the total objective).
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.order == 1:
+            loss = val_loss()
+            grads = list(torch.autograd.grad(loss, self.alphas))
+        else:
+            loss, grads = self._unrolled(val_loss, train_loss, xi)
+        l01 = zero_one_loss(self.alphas)
+        total = loss.detach()
+        if self.w01 > 0:
+            g01 = torch.autograd.grad(self.w01 * l01, self.alphas)
+            grads = [g + h for g, h in zip(grads, g01)]
+            total = total + self.w01 * l01.detach()
+        for a, g in zip(self.alphas, grads):
+            a.grad = g
+        self.optimizer.step()
+        return {"ssl": loss.detach(), "zero_one": l01.detach(), "arch": total}
+
+    @torch.no_grad()
+    def _shift(self, direction: Sequence[torch.Tensor], scale: float | torch.Tensor) -> None:
+        for w, d in zip(self.weights, direction):
+            w.add_(d * scale)
+
+    def _unrolled(self, val_loss: Objective, train_loss: Objective, xi: float
+                  ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        backup = [w.detach().clone() for w in self.weights]
+        with torch.enable_grad():
+            g_train = torch.autograd.grad(train_loss(), self.weights, allow_unused=True)
+        g_train = [torch.zeros_like(w) if g is None else g for w, g in zip(self.weights, g_train)]
+        self._shift(g_train, -xi)  # w' = w - xi * grad_w L_train
+        loss = val_loss()
+        g = torch.autograd.grad(loss, self.alphas + self.weights, allow_unused=True)
+        d_alpha = [torch.zeros_like(a) if x is None else x for a, x in zip(self.alphas, g[: len(self.alphas)])]
+        d_w = [torch.zeros_like(w) if x is None else x for w, x in zip(self.weights, g[len(self.alphas):])]
+        with torch.no_grad():
+            for w, b in zip(self.weights, backup):
+                w.copy_(b)
+        norm = torch.sqrt(sum((d.double().pow(2).sum() for d in d_w), torch.zeros((), dtype=torch.float64,
+                                                                                  device=d_w[0].device)))
+        eps = (0.01 / norm.clamp_min(1e-12)).to(d_w[0].dtype)
+        self._shift(d_w, eps)
+        g_pos = torch.autograd.grad(train_loss(), self.alphas)
+        self._shift(d_w, -2 * eps)
+        g_neg = torch.autograd.grad(train_loss(), self.alphas)
+        with torch.no_grad():
+            for w, b in zip(self.weights, backup):
+                w.copy_(b)
+        hessian = [(p - n) / (2 * eps) for p, n in zip(g_pos, g_neg)]
+        return loss, [d - xi * h for d, h in zip(d_alpha, hessian)]

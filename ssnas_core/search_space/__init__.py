@@ -1,0 +1,1 @@
+"""DARTS search space: operations, cells, the supernet, genotypes and derived networks."""

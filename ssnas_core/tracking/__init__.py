@@ -1,0 +1,1 @@
+"""Tracking: the ``Tracker`` protocol the engines report to, and its adapters."""

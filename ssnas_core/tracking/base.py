@@ -1,0 +1,92 @@
+"""The tracker interface the engines report to.
+
+Engines know nothing of MLflow or Optuna: they call a ``Tracker``. The MLflow
+adapter (``mlflow_adapter.py``) is the only module that imports mlflow.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """What an engine may report.
+
+    Attributes:
+        wants_artifacts: False when artifacts would be thrown away (then engines
+            skip making plots, which keeps a torch-only install working).
+    """
+
+    wants_artifacts: bool
+
+    def log_params(self, params: Mapping[str, object]) -> None: ...
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None: ...
+
+    def set_tags(self, tags: Mapping[str, str]) -> None: ...
+
+    def end(self, status: str = "FINISHED") -> None: ...
+
+
+class NullTracker:
+    """Discards everything; tracking off."""
+
+    wants_artifacts = False
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        pass
+
+    def end(self, status: str = "FINISHED") -> None:
+        pass
+
+
+@dataclass
+class InMemoryTracker:
+    """Keeps everything in memory (tests, notebooks); artifacts are copied to a temp dir."""
+
+    wants_artifacts: bool = True
+    params: dict[str, object] = field(default_factory=dict)
+    metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+    status: str | None = None
+    _dir: Path | None = None
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        self.params.update(params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        for key, value in metrics.items():
+            self.metrics.setdefault(key, []).append((step, float(value)))
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        if self._dir is None:
+            self._dir = Path(tempfile.mkdtemp(prefix="ssnas-artifacts-"))
+        src = Path(local_path)
+        rel = f"{artifact_path}/{src.name}" if artifact_path else src.name
+        dst = self._dir / rel
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dst)
+        self.artifacts[rel] = dst
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.tags.update(tags)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.status = status

@@ -1,0 +1,373 @@
+"""The MLflow adapter: the only module of ssnas that imports mlflow.
+
+It talks to the store through ``MlflowClient`` only, never the fluent API, so
+no ``atexit`` hook can mark a crashed run FINISHED (mlflow/mlflow#3932): the
+caller ends every run explicitly with FINISHED, FAILED or KILLED. Resume is
+safe to replay: identical params are accepted, changed ones are refused before
+MLflow sees them, and metric steps already in the store are not sent twice.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
+from urllib.parse import unquote, urlparse
+
+from ssnas_core.errors import TrackingError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
+
+END_STATUSES = ("FINISHED", "FAILED", "KILLED")
+_PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
+_METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
+_MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
+_PROBE_TIMEOUT_S = 5.0
+_BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # mlflow.utils.validation (non-Windows)
+
+
+def metric_key(name: str) -> str:
+    """Make ``name`` a valid MLflow metric key: ``"->"`` becomes ``"-"``, others ``"_"``.
+
+    MLflow accepts only alphanumerics and ``_ - . : / space``, so an edge named
+    ``0->2`` in ``alpha/normal/0->2/skip_connect`` is logged as ``0-2``.
+    """
+    return _BAD_KEY_CHARS.sub("_", name.replace("->", "-"))
+
+
+def default_tracking_uri() -> str:
+    """Return ``$MLFLOW_TRACKING_URI`` if set, else a SQLite store ``./mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    """Return the database file of a ``sqlite:///`` URI, or None for other schemes."""
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    path = unquote(tracking_uri[len("sqlite:") :].lstrip("/").split("?", 1)[0])
+    if path in ("", ":memory:"):
+        return None
+    # sqlite:////abs/path -> /abs/path; sqlite:///rel/path -> rel/path
+    return Path("/" + path) if tracking_uri.startswith("sqlite:////") else Path(path)
+
+
+def check_reachable(tracking_uri: str) -> None:
+    """Fail fast, with one clear line, when the tracking store cannot be used.
+
+    HTTP(S) servers are probed at ``/health`` with a 5 s timeout (instead of
+    MLflow's 7 retries with backoff); a SQLite file's directory must exist and be
+    writable; a PostgreSQL URL must accept a connection within 5 s.
+
+    Args:
+        tracking_uri: The MLflow tracking URI.
+
+    Raises:
+        TrackingError: The store is unreachable or unusable.
+    """
+    scheme = urlparse(tracking_uri).scheme.lower()
+    if scheme in ("http", "https"):
+        url = tracking_uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=_PROBE_TIMEOUT_S):  # noqa: S310 (http(s) only)
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500:
+                msg = f"MLflow server {_redact(tracking_uri)} answered /health with HTTP {exc.code}"
+                raise TrackingError(f"{msg}; check the server's log or pass another --tracking-uri") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            msg = f"cannot reach MLflow server {_redact(tracking_uri)} ({getattr(exc, 'reason', exc)})"
+            raise TrackingError(f"{msg}; start it or pass another --tracking-uri / MLFLOW_TRACKING_URI") from exc
+    elif scheme == "sqlite":
+        db = _sqlite_path(tracking_uri)
+        if db is None:  # in-memory database
+            return
+        folder = db.absolute().parent
+        if not folder.is_dir():
+            raise TrackingError(f"tracking store {tracking_uri}: folder {folder} does not exist; create it first")
+        target = db if db.exists() else folder
+        if not os.access(target, os.W_OK):
+            raise TrackingError(f"tracking store {tracking_uri}: {target} is not writable; fix its permissions")
+    elif scheme.startswith("postgres"):
+        import sqlalchemy
+
+        url = tracking_uri.replace("postgres://", "postgresql://", 1)
+        try:
+            engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
+            with engine.connect():
+                pass
+            engine.dispose()
+        except ImportError as exc:
+            msg = f"tracking URI {_redact(tracking_uri)} needs a PostgreSQL driver ({exc})"
+            fix = "pip install 'psycopg[binary]' (or psycopg2-binary and a postgresql+psycopg2:// URI)"
+            raise TrackingError(f"{msg}; {fix}") from exc
+        except Exception as exc:  # noqa: BLE001 (driver errors have no common base)
+            msg = f"cannot connect to tracking database {_redact(tracking_uri)} ({_one_line(exc)[:200]})"
+            raise TrackingError(f"{msg}; check that PostgreSQL runs and the URL, user and password") from exc
+
+
+def _redact(uri: str) -> str:
+    """Hide the password of a database URL."""
+    parsed = urlparse(uri)
+    if parsed.password:
+        return uri.replace(f":{parsed.password}@", ":***@", 1)
+    return uri
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500] if text else type(exc).__name__
+
+
+@contextmanager
+def _errors(what: str, tracking_uri: str) -> Iterator[None]:
+    """Turn MLflow and I/O failures into a one-line ``TrackingError``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, OSError) as exc:
+        raise TrackingError(f"MLflow {what} failed at {_redact(tracking_uri)}: {_one_line(exc)}") from exc
+
+
+def _client(tracking_uri: str) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
+
+
+def _get_run(client: MlflowClient, tracking_uri: str, run_id: str) -> Run:
+    """Fetch a run; an unknown id is a ``TrackingError`` that names it."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            msg = f"MLflow run {run_id!r} not found at {_redact(tracking_uri)}"
+            raise TrackingError(f"{msg}; check the run id and --tracking-uri") from exc
+        raise TrackingError(f"MLflow get_run({run_id}) failed: {_one_line(exc)}") from exc
+
+
+def _ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> str:
+    """Return the id of experiment ``name``, creating it if needed.
+
+    For a SQLite store the artifact location is made explicit, ``mlartifacts``
+    next to the database file, so artifacts never depend on the working
+    directory (MLflow's default is ``./mlruns`` resolved against the cwd).
+    """
+    from mlflow.exceptions import MlflowException
+
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        db = _sqlite_path(tracking_uri)
+        location = (db.absolute().parent / "mlartifacts").as_uri() if db else None
+        try:
+            return str(client.create_experiment(name, artifact_location=location))
+        except MlflowException as exc:  # another worker created it first
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise exc
+    if experiment.lifecycle_stage != "active":
+        msg = f"MLflow experiment {name!r} is deleted"
+        raise TrackingError(f"{msg}; restore it (mlflow experiments restore) or pass another --experiment")
+    return str(experiment.experiment_id)
+
+
+class MlflowTracker:
+    """A ``Tracker`` that writes to one MLflow run through ``MlflowClient``.
+
+    Attributes:
+        wants_artifacts: Always True.
+        run_id: The MLflow run id.
+        experiment_id: The run's experiment id.
+        tracking_uri: The store's URI.
+    """
+
+    wants_artifacts = True
+
+    def __init__(
+        self,
+        client: MlflowClient,
+        run_id: str,
+        experiment_id: str,
+        tracking_uri: str,
+        params: Mapping[str, str] | None = None,
+        resumed: bool = False,
+    ) -> None:
+        """Wrap an existing run; use ``start`` or ``resume`` instead."""
+        self._client = client
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.tracking_uri = tracking_uri
+        self._params: dict[str, str] = dict(params or {})
+        self._resumed = resumed
+        self._floor: dict[str, int] = {}  # key -> last step stored before resume
+        self._ended = False
+
+    @classmethod
+    def start(cls, tracking_uri: str, experiment: str, run_name: str | None, tags: Mapping[str, str]) -> MlflowTracker:
+        """Create a RUNNING run in ``experiment`` (created if missing) with ``tags``.
+
+        Raises:
+            TrackingError: The store refuses or cannot be reached.
+        """
+        check_reachable(tracking_uri)
+        client = _client(tracking_uri)
+        with _errors("run creation", tracking_uri):
+            experiment_id = _ensure_experiment(client, tracking_uri, experiment)
+            run = client.create_run(experiment_id, tags={k: str(v) for k, v in tags.items()}, run_name=run_name)
+        return cls(client, run.info.run_id, experiment_id, tracking_uri)
+
+    @classmethod
+    def resume(cls, tracking_uri: str, run_id: str) -> MlflowTracker:
+        """Reopen run ``run_id`` (set it RUNNING) to continue logging into it.
+
+        Raises:
+            TrackingError: The run does not exist or is already FINISHED.
+        """
+        check_reachable(tracking_uri)
+        client = _client(tracking_uri)
+        run = _get_run(client, tracking_uri, run_id)
+        if run.info.status == "FINISHED":
+            raise TrackingError(f"MLflow run {run_id} is already finished; it cannot be resumed, start a new run")
+        with _errors("resume", tracking_uri):
+            client.update_run(run_id, status="RUNNING")
+        return cls(client, run_id, run.info.experiment_id, tracking_uri, run.data.params, True)
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        """Log params once; re-logging an identical value is a no-op.
+
+        Raises:
+            TrackingError: A value differs from the stored one (keys listed as
+                ``key: old -> new``), or a value is too long for MLflow.
+        """
+        from mlflow.entities import Param
+
+        values = {str(k): str(v) for k, v in params.items()}
+        old = self._params
+        changed = sorted(f"{k}: {old[k]!r} -> {v!r}" for k, v in values.items() if k in old and old[k] != v)
+        if changed:
+            msg = f"run {self.run_id} was logged with other params ({'; '.join(changed)})"
+            raise TrackingError(f"{msg}; resume with the original configuration or start a new run")
+        too_long = [k for k, v in values.items() if len(v) > _MAX_PARAM_LENGTH]
+        if too_long:
+            msg = f"values of params {too_long} are longer than MLflow's {_MAX_PARAM_LENGTH} characters"
+            raise TrackingError(f"{msg}; log them as an artifact instead")
+        new = [Param(k, v) for k, v in values.items() if k not in self._params]
+        for i in range(0, len(new), _PARAMS_PER_BATCH):
+            with _errors("log_params", self.tracking_uri):
+                self._client.log_batch(self.run_id, params=new[i : i + _PARAMS_PER_BATCH])
+        self._params.update(values)
+
+    def _floor_of(self, key: str) -> int | None:
+        """The last step of ``key`` stored before resume (looked up once per key)."""
+        if not self._resumed:
+            return None
+        if key not in self._floor:
+            with _errors("get_metric_history", self.tracking_uri):
+                history = self._client.get_metric_history(self.run_id, key)
+            self._floor[key] = max((m.step for m in history), default=-1)
+        return self._floor[key]
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Log finite ``metrics`` at ``step``; skips NaN/inf and steps stored before resume.
+
+        Keys pass through ``metric_key`` (MLflow rejects e.g. ``>``).
+        """
+        from mlflow.entities import Metric
+
+        timestamp = int(time.time() * 1000)
+        batch = []
+        for name, value in metrics.items():
+            key, number = metric_key(str(name)), float(value)
+            floor = self._floor_of(key)
+            if math.isfinite(number) and (floor is None or step > floor):
+                batch.append(Metric(key, number, timestamp, int(step)))
+        for i in range(0, len(batch), _METRICS_PER_BATCH):
+            with _errors("log_metrics", self.tracking_uri):
+                self._client.log_batch(self.run_id, metrics=batch[i : i + _METRICS_PER_BATCH])
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        """Upload the file or folder ``local_path`` under ``artifact_path``."""
+        with _errors(f"log_artifact({local_path})", self.tracking_uri):
+            if Path(local_path).is_dir():
+                self._client.log_artifacts(self.run_id, str(local_path), artifact_path)
+            else:
+                self._client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def download_artifact(self, artifact_path: str, dst_dir: str | Path) -> Path | None:
+        """Download ``artifact_path`` into ``dst_dir``; None when the run lacks it."""
+        return _download(self._client, self.tracking_uri, self.run_id, artifact_path, dst_dir)
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        """Set (or overwrite) run tags."""
+        from mlflow.entities import RunTag
+
+        items = [RunTag(str(k), str(v)) for k, v in tags.items()]
+        for i in range(0, len(items), _PARAMS_PER_BATCH):
+            with _errors("set_tags", self.tracking_uri):
+                self._client.log_batch(self.run_id, tags=items[i : i + _PARAMS_PER_BATCH])
+
+    def end(self, status: str = "FINISHED") -> None:
+        """Mark the run terminated with ``status``; later calls do nothing.
+
+        Raises:
+            ValueError: ``status`` is not FINISHED, FAILED or KILLED.
+        """
+        if status not in END_STATUSES:
+            raise ValueError(f"run status {status!r} is not one of {END_STATUSES}")
+        if self._ended:
+            return
+        with _errors(f"ending run {self.run_id} as {status}", self.tracking_uri):
+            self._client.set_terminated(self.run_id, status)
+        self._ended = True
+
+
+def _download(client: MlflowClient, uri: str, run_id: str, artifact_path: str, dst_dir: str | Path) -> Path | None:
+    """Download one artifact of a run, or return None when it does not exist."""
+    parent, _, _ = artifact_path.rstrip("/").rpartition("/")
+    with _errors(f"list_artifacts({run_id})", uri):
+        listed = {f.path for f in client.list_artifacts(run_id, parent or None)}
+    if artifact_path.rstrip("/") not in listed:
+        return None
+    Path(dst_dir).mkdir(parents=True, exist_ok=True)
+    with _errors(f"download of {artifact_path} from run {run_id}", uri):
+        return Path(client.download_artifacts(run_id, artifact_path, str(dst_dir)))
+
+
+def download_artifact(tracking_uri: str, run_id: str, artifact_path: str, dst_dir: str | Path) -> Path | None:
+    """Download ``artifact_path`` of run ``run_id``; None when the run lacks it."""
+    return _download(_client(tracking_uri), tracking_uri, run_id, artifact_path, dst_dir)
+
+
+def get_run_info(tracking_uri: str, run_id: str) -> dict[str, Any]:
+    """Describe a run for the CLI.
+
+    Returns:
+        ``run_id``, ``experiment_id``, ``run_name``, ``status``, ``artifact_uri``,
+        ``start_time``/``end_time`` (ms), ``tags`` and ``params`` (dicts of str).
+
+    Raises:
+        TrackingError: The run does not exist or the store is unreachable.
+    """
+    check_reachable(tracking_uri)
+    run = _get_run(_client(tracking_uri), tracking_uri, run_id)
+    return {
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "run_name": run.info.run_name,
+        "status": run.info.status,
+        "artifact_uri": run.info.artifact_uri,
+        "start_time": run.info.start_time,
+        "end_time": run.info.end_time,
+        "tags": dict(run.data.tags),
+        "params": dict(run.data.params),
+    }

@@ -1,0 +1,81 @@
+"""`ssnas search` end to end on synthetic data, read back through MlflowClient."""
+
+from __future__ import annotations
+
+import torch
+from mlflow import MlflowClient
+
+from ssnas_core.cli import main
+from ssnas_core.config import RunConfig, flatten
+from ssnas_core.search_space.primitives import PRIMITIVES
+
+from .conftest import TINY
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    out: set[str] = set()
+    for item in client.list_artifacts(run_id, path):
+        out |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return out
+
+
+def test_one_epoch_search_fulfils_the_mlflow_contract(workdir, capsys) -> None:
+    assert main(["search", *TINY, "--epochs", "2"]) == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert client.get_experiment(run.info.experiment_id).name == "ssnas-synthetic"
+    tags = run.data.tags
+    assert tags["ssnas.stage"] == "search" and tags["ssnas.method"] == "fairdarts-bt"
+    assert tags["ssnas.dataset"] == "synthetic" and tags["ssnas.imbalance_factor"] == "1.0"
+    assert set(flatten(RunConfig())) <= set(run.data.params)
+    assert run.data.params["search.width"] == "4"
+
+    metrics = run.data.metrics
+    for key in ["search/loss_bt", "search/loss_zero_one", "search/loss_arch", "search/lr",
+                "search/skip_count/normal", "search/skip_count/reduce"]:
+        assert key in metrics, key
+    alpha_keys = {k for k in metrics if k.startswith("alpha/")}
+    assert len(alpha_keys) == 2 * 14 * len(PRIMITIVES)
+    assert "alpha/normal/0-2/sep_conv_3x3" in alpha_keys and "alpha/reduce/4-5/skip_connect" in alpha_keys
+    steps = [m.step for m in client.get_metric_history(run_id, "search/loss_bt")]
+    assert steps == list(range(8))  # 4 steps per epoch, 2 epochs
+    assert [m.step for m in client.get_metric_history(run_id, "alpha/normal/0-2/none")] == [0, 1]
+
+    files = _artifacts(client, run_id)
+    for path in ["alphas/trajectory.csv", "alphas/normal.png", "alphas/reduce.png", "alphas/trajectory.png",
+                 "genotypes/epoch_000.json", "genotypes/epoch_000_normal.png", "genotypes/epoch_001_reduce.png",
+                 "genotype.json", "supernet.pt", "checkpoints/last.ckpt", "config.json"]:
+        assert path in files, path
+    local = client.download_artifacts(run_id, "alphas/trajectory.csv", str(workdir))
+    rows = open(local).read().splitlines()
+    assert rows[0] == "epoch,cell,edge,op,weight" and len(rows) == 1 + 2 * 2 * 14 * len(PRIMITIVES)
+
+
+def test_the_two_views_differ_during_search(workdir, monkeypatch) -> None:
+    from ssnas_core.search import engine as engine_module
+
+    seen: list[float] = []
+    original = engine_module.SearchEngine.arch_step
+
+    def spy(self, vw, va, lr):
+        seen.append(float((vw[0] - vw[1]).abs().mean()))
+        return original(self, vw, va, lr)
+
+    monkeypatch.setattr(engine_module.SearchEngine, "arch_step", spy)
+    assert main(["search", *TINY, "--epochs", "1", "--no-tracking"]) == 0
+    assert len(seen) == 4 and min(seen) > 0.01
+
+
+def test_search_runs_with_tracking_off_and_all_relaxations(workdir) -> None:
+    for extra in (["--relaxation", "softmax", "--ssl", "simclr"], ["--ssl", "ce", "--arch-order", "2"]):
+        assert main(["search", *TINY, "--epochs", "1", "--no-tracking", *extra]) == 0
+    assert not (workdir / "mlflow.db").exists()
+
+
+def test_searched_alphas_move(workdir, capsys) -> None:
+    assert main(["search", *TINY, "--epochs", "2", "--no-tracking", "--search.arch-lr", "0.01"]) == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    state = torch.load(workdir / "ssnas-runs" / run_id / "artifacts" / "supernet.pt", weights_only=True)
+    assert state["alpha_normal"].abs().max() > 0.01
