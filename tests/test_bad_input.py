@@ -1,0 +1,92 @@
+"""Bad input: one line naming the problem and the fix, exit status 2, no MLflow run left behind."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ssnas_core.cli import main
+from ssnas_core.data.synthetic import make_synthetic, write_npz
+
+from .conftest import TINY
+
+
+def _corrupt(root):
+    (root / "pneumoniamnist.npz").write_bytes(b"not a zip file at all")
+
+
+def _wrong_shapes(root):
+    write_npz(make_synthetic(n_train=32, n_val=8, n_test=8), root / "pneumoniamnist.npz")
+
+
+CASES = {
+    "unknown dataset": (["--dataset", "nosuchmnist"], None, "nosuchmnist"),
+    "imbalance factor < 1": (["--imbalance-factor", "0.5"], None, "largest/smallest"),
+    "missing data file": (["--dataset", "pneumoniamnist", "--data-root", "{root}"], None, "pneumoniamnist.npz"),
+    "corrupt data file": (["--dataset", "pneumoniamnist", "--data-root", "{root}"], _corrupt, "zip"),
+    "wrong split sizes": (["--dataset", "pneumoniamnist", "--data-root", "{root}"], _wrong_shapes, "4708"),
+    "a class left empty": (["--imbalance-factor", "1000"], None, "would keep"),
+    "too many images asked": (["--limit-train", "100000"], None, "--limit-train"),
+    "unreachable tracking server": (["--tracking-uri", "http://127.0.0.1:9"], None, "127.0.0.1:9"),
+    "unknown run to resume": (["--resume", "0123456789abcdef"], None, "0123456789abcdef"),
+    "bad projector": (["--search.projector", "512-x"], None, "512-512"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_exits_2_with_one_line(name, workdir, capsys) -> None:
+    flags, prepare, needle = CASES[name]
+    root = workdir / "data"
+    root.mkdir()
+    if prepare:
+        prepare(root)
+    args = [*TINY, "--epochs", "1", *[f.format(root=root) for f in flags]]
+    assert main(["search", *args]) == 2
+    err = capsys.readouterr().err.strip()
+    lines = [line for line in err.splitlines() if line.startswith("ssnas: error:")]
+    assert len(lines) == 1 and needle in lines[0], err
+    assert "Traceback" not in err
+    _assert_no_run_left(workdir)
+
+
+def _assert_no_run_left(workdir) -> None:
+    db = workdir / "mlflow.db"
+    if not db.exists():
+        return
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{db}")
+    ids = [e.experiment_id for e in client.search_experiments()]
+    assert not [r for r in client.search_runs(ids) if r.info.status == "RUNNING"]
+
+
+def test_unknown_option_is_an_argparse_error(workdir, capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--no-such-flag"])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        main(["search", "--relaxation", "gumbel"])
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_resume_with_a_different_config_lists_the_keys(workdir, capsys) -> None:
+    assert main(["search", *TINY, "--epochs", "1", "--no-tracking"]) == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["search", "--resume", run_id, "--no-tracking", "--cells", "4", "--lambda-bt", "0.1"]) == 2
+    err = capsys.readouterr().err
+    assert "search.cells: 3 -> 4" in err and "search.lambda_bt" in err
+
+
+def test_labels_do_not_leak_into_self_supervised_search() -> None:
+    # The search objective ignores labels unless --ssl ce: scrambling them changes nothing.
+    import torch
+
+    from ssnas_core.search.objective import SearchObjective
+    from ssnas_core.search_space.heads import Projector
+    from ssnas_core.search_space.supernet import Supernet
+
+    torch.manual_seed(0)
+    net = Supernet(1, 4)
+    obj = SearchObjective(net, Projector(net.feature_dim, (16, 16)), "barlow-twins").eval()
+    v1, v2 = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
+    assert torch.equal(obj(v1, v2, torch.zeros(4, dtype=torch.long)), obj(v1, v2, torch.from_numpy(np.arange(4))))
