@@ -87,7 +87,10 @@ class SearchConfig:
     grad_clip: float = _f(5.0, "clip the weights' gradient norm to this value (0: off)")
     aug_strength: float = _f(1.0, "strength of the two-view augmentation (0 gives identical views)")
     amp: str = _f("none", "mixed precision: none or bf16 autocast", ("none", "bf16"))
-    channels_last: bool = _f(False, "use the channels_last memory format")
+    channels_last: str = _f(
+        "auto", "channels_last memory format: auto (on for the CPU, where oneDNN is 2x faster with it; off for "
+        "CUDA, where it was slower in eager mode), on or off", ("auto", "on", "off"),
+    )
 
     def __post_init__(self) -> None:
         positive = {"epochs": self.epochs, "width": self.width, "cells": self.cells, "nodes": self.nodes}

@@ -27,6 +27,11 @@ from ssnas_core.search_space.supernet import Supernet
 COLUMNS = ("loss_train", "loss_val", "loss_zero_one", "loss_arch")
 
 
+def use_channels_last(setting: str, device: torch.device) -> bool:
+    """``auto``: channels_last on the CPU (oneDNN's fast path), contiguous on CUDA."""
+    return setting == "on" or (setting == "auto" and device.type == "cpu")
+
+
 @dataclass
 class BilevelData:
     """The two halves of the training set, uint8 images and labels on the training device."""
@@ -73,6 +78,7 @@ class SearchEngine:
         self.data = data
         self.seed = seed
         self.device = data.x_w.device
+        self.channels_last = use_channels_last(cfg.channels_last, self.device)
         alphas = self.supernet.alphas()
         ids = {id(a) for a in alphas}
         self.weights = [p for p in objective.parameters() if id(p) not in ids]
@@ -95,7 +101,7 @@ class SearchEngine:
         return contextlib.nullcontext()
 
     def _prepare(self, v: torch.Tensor) -> torch.Tensor:
-        return v.contiguous(memory_format=torch.channels_last) if self.cfg.channels_last else v
+        return v.contiguous(memory_format=torch.channels_last) if self.channels_last else v
 
     def _batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         gen = torch.Generator().manual_seed(epoch_seed(self.seed, epoch, 0))
@@ -132,6 +138,19 @@ class SearchEngine:
         self.w_optimizer.step()
         return loss.detach()
 
+    def step(self, batch: tuple[torch.Tensor, ...], lr: float, aug: torch.Generator) -> torch.Tensor:
+        """One search step on ``(x_w, y_w, x_a, y_a)``: views, alpha update, weight update.
+
+        Returns:
+            (4,) device tensor of the step's losses in ``COLUMNS`` order (no host sync).
+        """
+        xw, yw, xa, ya = batch
+        vw = (*map(self._prepare, self.views(xw, aug)), yw)
+        va = (*map(self._prepare, self.views(xa, aug)), ya)
+        arch = self.arch_step(vw, va, lr)
+        loss = self.train_step(vw)
+        return torch.stack([loss.float(), arch["ssl"].float(), arch["zero_one"].float(), arch["arch"].float()])
+
     def run_epoch(self, progress: Callable[[int, int], None] | None = None) -> EpochReport:
         """Train one epoch; raises ``DivergenceError`` (before any checkpoint) if anything became non-finite."""
         epoch, start = self.epoch, time.perf_counter()
@@ -141,13 +160,8 @@ class SearchEngine:
         aug = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, epoch, 1))
         buffer = torch.zeros(self.steps_per_epoch, len(COLUMNS), device=self.device)
         self.objective.train()
-        for s, (xw, yw, xa, ya) in enumerate(self._batches(epoch)):
-            vw = (*map(self._prepare, self.views(xw, aug)), yw)
-            va = (*map(self._prepare, self.views(xa, aug)), ya)
-            arch = self.arch_step(vw, va, lr)
-            loss = self.train_step(vw)
-            buffer[s] = torch.stack([loss.float(), arch["ssl"].float(), arch["zero_one"].float(),
-                                     arch["arch"].float()])
+        for s, batch in enumerate(self._batches(epoch)):
+            buffer[s] = self.step(batch, lr, aug)
             if progress is not None:
                 progress(s + 1, self.steps_per_epoch)
         return self._finish_epoch(buffer, lr, time.perf_counter() - start)

@@ -18,7 +18,7 @@ from ssnas_core.data.registry import load_dataset
 from ssnas_core.data.splits import bilevel_split
 from ssnas_core.data.views import TwoViews
 from ssnas_core.errors import ConfigError
-from ssnas_core.search.engine import BilevelData, SearchEngine
+from ssnas_core.search.engine import BilevelData, SearchEngine, use_channels_last
 from ssnas_core.search.objective import SearchObjective
 from ssnas_core.search_space.heads import Projector
 from ssnas_core.search_space.supernet import Supernet
@@ -91,7 +91,7 @@ def build_search(cfg: RunConfig, dataset: ImageDataset | None = None) -> SearchS
         head = Projector(supernet.feature_dim, projector_sizes(s.projector))
     objective = SearchObjective(supernet, head, s.ssl, s.lambda_bt, s.temperature, dataset.is_multilabel)
     objective.to(device)
-    if s.channels_last:
+    if use_channels_last(s.channels_last, device):
         objective.to(memory_format=torch.channels_last)
     views = TwoViews(dataset.size, dataset.n_channels, strength=s.aug_strength)
     engine = SearchEngine(s, objective, views, data, cfg.seed)

@@ -17,7 +17,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ssnas_core.search_space.primitives import OPS, FactorizedReduce, ReLUConvBN
+from ssnas_core.search_space.primitives import OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv
 
 
 def n_edges(n_nodes: int) -> int:
@@ -36,6 +36,16 @@ def preprocess(c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool) 
     return pre0, ReLUConvBN(c_p, c, 1, 1, 0, affine)
 
 
+def _after_relu(op: nn.Module) -> tuple[nn.Module, bool]:
+    """``(tail, True)`` when ``op`` is ReLU followed by ``tail`` (DilConv, SepConv), else ``(op, False)``."""
+    if isinstance(op, DilConv):
+        return nn.Sequential(*list(op.children())[1:]), True
+    if isinstance(op, SepConv):
+        first, second = op[0], op[1]
+        return nn.Sequential(nn.Sequential(*list(first.children())[1:]), second), True
+    return op, False
+
+
 class MixedOp(nn.Module):
     """All candidate operations on one edge, mixed by relaxed weights.
 
@@ -48,12 +58,18 @@ class MixedOp(nn.Module):
         self.primitives = tuple(primitives)
         self.ops = nn.ModuleDict({p: OPS[p](c, stride, False) for p in primitives if p != "none"})
         self._index = [self.primitives.index(p) for p in self.ops]
+        # The conv ops all start with ReLU(x): compute it once per edge and run their tails on it.
+        # (A plain list, so the tails' shared modules are not registered twice.)
+        self._tails: list[tuple[int, nn.Module, bool]] = [
+            (k, *_after_relu(op)) for k, op in zip(self._index, self.ops.values())
+        ]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """x: (B, c, H, W); weights: (n_ops,) relaxed weights in ``primitives`` order."""
         out: torch.Tensor | None = None
-        for k, op in zip(self._index, self.ops.values()):
-            term = weights[k] * op(x)
+        xr = torch.relu(x) if any(on_relu for _, _, on_relu in self._tails) else x
+        for k, op, on_relu in self._tails:
+            term = weights[k] * op(xr if on_relu else x)
             out = term if out is None else out + term
         if out is None:  # an edge with only ``none``
             raise ValueError("a MixedOp needs at least one operation other than 'none'")
