@@ -85,7 +85,9 @@ class SearchConfig:
     arch_weight_decay: float = _f(1e-3, "Adam weight decay of the architecture weights (DARTS)")
     arch_order: int = _f(1, "1: first-order architecture gradient; 2: second-order (unrolled, DARTS)", (1, 2))
     grad_clip: float = _f(5.0, "clip the weights' gradient norm to this value (0: off)")
-    aug_strength: float = _f(1.0, "strength of the two-view augmentation (0 gives identical views)")
+    aug_strength: float = _f(
+        1.0, "strength of the two-view augmentation: colour jitter and blur (0 keeps only random crop and flip)"
+    )
     amp: str = _f("none", "mixed precision: none or bf16 autocast", ("none", "bf16"))
     channels_last: str = _f(
         "auto", "channels_last memory format: auto (on for the CPU, where oneDNN is 2x faster with it; off for "
@@ -109,6 +111,41 @@ class SearchConfig:
 
 
 @dataclass(frozen=True)
+class FinetuneConfig:
+    """Supervised fine-tuning of a derived network (or a baseline) on the labels."""
+
+    epochs: int = _f(600, "fine-tuning epochs (paper: 600)")
+    batch_size: int = _f(32, "images per step")
+    loss: str = _f(
+        "focal-la", "ce, focal, focal-la (focal on logit-adjusted logits, the paper's), cb-focal "
+        "(class-balanced focal) or ldam-drw", ("ce", "focal", "focal-la", "cb-focal", "ldam-drw"),
+    )
+    gamma: float = _f(2.0, "focal loss gamma (0 gives cross-entropy)")
+    tau: float = _f(1.0, "logit adjustment tau: f_y(x) + tau * log(prior_y) in training (focal-la)")
+    focal_alpha: str = _f("none", "per-class focal alpha: none, inverse (inverse frequency) or cb "
+                          "(effective number, beta 0.9999)", ("none", "inverse", "cb"))
+    lr: float = _f(0.025, "SGD learning rate (cosine schedule)")
+    lr_min: float = _f(0.0, "final learning rate of the cosine schedule")
+    momentum: float = _f(0.9, "SGD momentum")
+    weight_decay: float = _f(3e-4, "SGD weight decay")
+    grad_clip: float = _f(5.0, "clip the gradient norm to this value (0: off)")
+    inherit: bool = _f(True, "start from the searched weights of the chosen operations (--no-inherit: from scratch)")
+    aug_strength: float = _f(0.5, "strength of the training augmentation (0: none)")
+    val_metric: str = _f("auto", "model selection and champion metric on val: auto (balanced_acc; auc for "
+                         "multi-label), acc, auc, balanced_acc or macro_f1",
+                         ("auto", "acc", "auc", "balanced_acc", "macro_f1"))
+    amp: str = _f("none", "mixed precision: none or bf16 autocast", ("none", "bf16"))
+    channels_last: str = _f("auto", "channels_last memory format: auto (on for the CPU), on or off",
+                            ("auto", "on", "off"))
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 2:
+            raise ConfigError("--finetune.epochs must be >= 1 and --finetune.batch-size >= 2")
+        if self.gamma < 0:
+            raise ConfigError(f"--gamma {self.gamma} is invalid: the focal loss needs gamma >= 0")
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     """Where runs are recorded."""
 
@@ -124,6 +161,7 @@ class RunConfig:
 
     data: DataConfig = field(default_factory=DataConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = _f(0, "random seed: data order, split, augmentation and initialisation")
     device: str = _f("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
@@ -148,22 +186,33 @@ def projector_sizes(spec: str) -> tuple[int, ...]:
     return sizes
 
 
-def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten nested dataclasses into dotted keys: ``{"search.lambda_bt": 0.0051, ...}``."""
+def flatten(cfg: Any, prefix: str = "", sections: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """Flatten nested dataclasses into dotted keys: ``{"search.lambda_bt": 0.0051, ...}``.
+
+    Args:
+        cfg: a config dataclass.
+        prefix: prepended to every key.
+        sections: keep only these nested sections (top-level fields are always kept).
+    """
     out: dict[str, Any] = {}
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
-            out.update(flatten(value, prefix=f"{key}."))
+            if sections is None or f.name in sections:
+                out.update(flatten(value, prefix=f"{key}."))
         else:
             out[key] = value
     return out
 
 
-def config_sha(cfg: RunConfig) -> str:
-    """Short hash of the non-runtime configuration."""
-    flat = {k: v for k, v in flatten(cfg).items() if k not in RUNTIME_KEYS}
+SEARCH_SECTIONS = ("data", "search", "tracking")
+FINETUNE_SECTIONS = ("data", "finetune", "tracking")
+
+
+def config_sha(cfg: RunConfig, sections: tuple[str, ...] = SEARCH_SECTIONS) -> str:
+    """Short hash of the non-runtime configuration of the given sections."""
+    flat = {k: v for k, v in flatten(cfg, sections=sections).items() if k not in RUNTIME_KEYS}
     return hashlib.sha256(json.dumps(flat, sort_keys=True).encode()).hexdigest()[:12]
 
 

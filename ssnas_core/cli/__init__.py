@@ -8,6 +8,7 @@ interrupt (Ctrl-C, SIGTERM) marks the run KILLED and exits 130/143.
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import warnings
@@ -25,7 +26,7 @@ def _search_parser(sub: Any) -> None:
                     "trained by bi-level optimisation on two stratified halves of the training set, with the "
                     "Barlow Twins loss on two augmented views and FairDARTS sigmoid relaxation. Prints the MLflow "
                     "run id; the genotype is its genotype.json artifact.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    )
     p.add_argument("--resume", metavar="RUN_ID", default=None,
                    help="continue an interrupted search from its last checkpoint, into the same MLflow run")
     add_config_flags(p, ("", "data", "search", "tracking"))
@@ -38,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _search_parser(sub)
     return parser
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    return f"ssnas: warning: {message}\n"
 
 
 class _Terminated(KeyboardInterrupt):
@@ -53,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _on_sigterm)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
+    warnings.formatwarning = _one_line_warning
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if args.command == "search":
             from ssnas_core.cli.search_cmd import run_search

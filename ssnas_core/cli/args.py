@@ -48,8 +48,10 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...])
 
 
 def _add(parser: Any, key: str, f: dataclasses.Field[Any], default: Any) -> None:
-    names = [n for n in (SHORT_FLAGS.get(key), _long_name(key)) if n]
-    help_text = f"{f.metadata.get('help', '')} (default: {default!r})"
+    names = list(dict.fromkeys(n for n in (SHORT_FLAGS.get(key), _long_name(key)) if n))
+    help_text = str(f.metadata.get("help", ""))
+    if default != "":
+        help_text += f" (default: {default})"
     kwargs: dict[str, Any] = {"dest": key, "default": argparse.SUPPRESS, "help": help_text}
     if isinstance(default, bool):
         kwargs["action"] = argparse.BooleanOptionalAction

@@ -11,7 +11,7 @@ from typing import Any
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.cli.progress import progress_bar
 from ssnas_core.cli.runs import open_tracker, resolve_experiment
-from ssnas_core.config import RUNTIME_KEYS, RunConfig, config_sha, flatten, from_flat, with_overrides
+from ssnas_core.config import RUNTIME_KEYS, SEARCH_SECTIONS, RunConfig, config_sha, flatten, from_flat, with_overrides
 from ssnas_core.errors import ConfigError, DivergenceError
 from ssnas_core.search.artifacts import SearchArtifacts, alpha_metrics
 from ssnas_core.search.engine import EpochReport
@@ -99,13 +99,14 @@ def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: b
     primitives = engine.supernet.primitives
     artifacts = SearchArtifacts(run_dir, tracker, primitives, cfg.search.nodes)
     status = "FAILED"
+    flat = flatten(cfg, sections=SEARCH_SECTIONS)
     try:
         if not resumed:
-            tracker.log_params(flatten(cfg))
+            tracker.log_params(flat)
             info = {"n_params_supernet": count_parameters(engine.supernet), "device": str(setup.device),
                     "train_class_counts": setup.train_counts, "steps_per_epoch": engine.steps_per_epoch}
             (run_dir / "artifacts").mkdir(parents=True, exist_ok=True)
-            (run_dir / "artifacts" / "config.json").write_text(json.dumps({**flatten(cfg), **info}, indent=2))
+            (run_dir / "artifacts" / "config.json").write_text(json.dumps({**flat, **info}, indent=2))
             tracker.log_artifact(run_dir / "artifacts" / "config.json")
             tracker.log_metrics({"search/n_params_supernet": float(info["n_params_supernet"])}, step=0)
             tracker.set_tags({"ssnas.work_dir": str(run_dir.resolve())})
@@ -114,7 +115,7 @@ def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: b
         while engine.epoch < cfg.search.epochs:
             with progress_bar(engine.steps_per_epoch, f"epoch {engine.epoch + 1}/{cfg.search.epochs}") as bar:
                 report = engine.run_epoch(progress=bar)
-            save_checkpoint(run_dir / "checkpoints", {"engine": engine.state_dict(), "config": flatten(cfg),
+            save_checkpoint(run_dir / "checkpoints", {"engine": engine.state_dict(), "config": flat,
                                                        "config_sha": config_sha(cfg), "run_id": run_id})
             _log_epoch(tracker, report, cfg, primitives)
             artifacts.epoch(report, engine.alpha_history, final=engine.epoch == cfg.search.epochs)

@@ -1,0 +1,1 @@
+"""Evaluation: MedMNIST's ACC/AUC and the imbalance-aware metrics."""

@@ -1,0 +1,62 @@
+"""Focal loss (Lin et al., ICCV 2017; SEED.txt) in its softmax and per-label sigmoid forms.
+
+``FL(p_t) = -alpha_t (1 - p_t)^gamma log p_t``. With ``gamma = 0`` and no
+``alpha`` it is cross-entropy (softmax form) or binary cross-entropy (sigmoid form).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FocalLoss(nn.Module):
+    """Softmax focal loss over C classes.
+
+    Args:
+        gamma: focusing parameter (>= 0).
+        alpha: optional (C,) per-class weights (e.g. inverse frequency); None weighs all classes 1.
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if gamma < 0:
+            raise ValueError(f"focal gamma must be >= 0, got {gamma}")
+        self.gamma = gamma
+        self.register_buffer("alpha", None if alpha is None else alpha.float())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """logits: (B, C); target: (B,) class indices -> scalar mean loss."""
+        log_p = F.log_softmax(logits.float(), dim=1).gather(1, target[:, None]).squeeze(1)
+        loss = -((1 - log_p.exp()) ** self.gamma) * log_p
+        if self.alpha is not None:
+            loss = loss * self.alpha[target]
+        return loss.mean()
+
+
+class SigmoidFocalLoss(nn.Module):
+    """Per-label sigmoid focal loss for multi-label tasks (L independent binary labels).
+
+    Args:
+        gamma: focusing parameter.
+        alpha: optional (L,) weights of the positive term (the negative term gets ``1 - alpha``
+            as in Lin et al.); None weighs both 1.
+    """
+
+    def __init__(self, gamma: float = 2.0, alpha: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if gamma < 0:
+            raise ValueError(f"focal gamma must be >= 0, got {gamma}")
+        self.gamma = gamma
+        self.register_buffer("alpha", None if alpha is None else alpha.float())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """logits, target: (B, L), target 0/1 -> scalar mean over batch and labels."""
+        target = target.float()
+        logits = logits.float()
+        log_p_t = -F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+        loss = -((1 - log_p_t.exp()) ** self.gamma) * log_p_t
+        if self.alpha is not None:
+            loss = loss * (target * self.alpha + (1 - target) * (1 - self.alpha))
+        return loss.mean()
