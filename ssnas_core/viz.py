@@ -265,3 +265,32 @@ def plot_alpha_trajectory(rows: Sequence[tuple[int, str, str, str, float]], path
         handles=handles, loc="outside upper center", ncol=min(len(ops), 8, 2 * n_cols), fontsize=8, frameon=False
     )
     return _save(fig, path)
+
+
+def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], title: str, path: Path | str) -> Path:
+    """Row-normalised confusion matrix with counts; rows are true classes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cm = np.asarray(cm)
+    rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(class_names)
+    fig = Figure(figsize=(2.5 + 0.6 * n, 2.0 + 0.6 * n))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    im = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), [str(c)[:16] for c in class_names], rotation=45, ha="right")
+    ax.set_yticks(range(n), [str(c)[:16] for c in class_names])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{cm[i, j]}\n{rates[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                    color="white" if rates[i, j] > 0.5 else "black")
+    fig.colorbar(im, ax=ax, label="fraction of the true class")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import warnings
@@ -32,12 +33,42 @@ def _search_parser(sub: Any) -> None:
     add_config_flags(p, ("", "data", "search", "tracking"))
 
 
+def _finetune_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "finetune", help="fine-tune a searched architecture with labels (focal loss + logit adjustment)",
+        description="Build the derived network of a search run (same depth and width as its supernet), inherit "
+                    "the searched weights of the chosen operations, add a linear head and train it with focal loss "
+                    "on logit-adjusted logits. The best model on val is evaluated on test, logged with "
+                    "mlflow.pytorch and registered as ssnas-<dataset>; alias champion moves only on improvement.")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--search-run", metavar="RUN_ID", help="the search run whose genotype and weights to use")
+    src.add_argument("--genotype", metavar="FILE", help="a genotype.json instead of a search run")
+    p.add_argument("--weights", metavar="FILE", help="with --genotype: a supernet.pt to inherit weights from")
+    p.add_argument("--width", type=int, help="initial channels (default: the search run's, else 16)")
+    p.add_argument("--cells", type=int, help="cells (default: the search run's, else 3)")
+    add_config_flags(p, ("", "data", "finetune", "tracking"))
+
+
+def _models_parser(sub: Any) -> None:
+    p = sub.add_parser("models", help="registered models")
+    msub = p.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
+    d = msub.add_parser("download", help="download a registered model and its genotype",
+                        description="Write an MLflow model directory that `mlflow.pytorch.load_model(DIR)` loads in "
+                                    "a fresh Python; it maps float32 pixels (B, C, H, W) in 0-255 to probabilities.")
+    d.add_argument("spec", metavar="NAME[@ALIAS]", help="e.g. ssnas-pneumoniamnist@champion, or NAME/VERSION")
+    d.add_argument("--out", required=True, help="folder to write the model into")
+    d.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                   "sqlite:///./mlflow.db)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssnas", description="Self-supervised neural architecture search on imbalanced image datasets.")
     parser.add_argument("--version", action="version", version=f"ssnas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _search_parser(sub)
+    _finetune_parser(sub)
+    _models_parser(sub)
     return parser
 
 
@@ -57,6 +88,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     signal.signal(signal.SIGTERM, _on_sigterm)
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     warnings.formatwarning = _one_line_warning
@@ -68,6 +101,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             run_id = run_search(given_overrides(args), resume=args.resume)
             print(run_id)
+            return 0
+        if args.command == "finetune":
+            from ssnas_core.cli.finetune_cmd import run_finetune
+
+            print(run_finetune(given_overrides(args), args.search_run, args.genotype, args.weights, args.width,
+                               args.cells))
+            return 0
+        if args.command == "models":
+            from ssnas_core.cli.models_cmd import download
+
+            print(download(args.spec, args.out, args.tracking_uri))
             return 0
         parser.error(f"unknown command {args.command}")
     except SsnasError as err:

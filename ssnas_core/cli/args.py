@@ -22,6 +22,10 @@ SHORT_FLAGS = {
     "search.arch_order": "--arch-order", "search.amp": "--amp", "search.channels_last": "--channels-last",
     "seed": "--seed", "device": "--device", "tracking.experiment": "--experiment",
     "tracking.tracking_uri": "--tracking-uri", "tracking.work_dir": "--work-dir",
+    # a parser holds either the search or the finetune section, so short names can repeat across them
+    "finetune.epochs": "--epochs", "finetune.batch_size": "--batch-size", "finetune.loss": "--loss",
+    "finetune.gamma": "--gamma", "finetune.tau": "--tau", "finetune.lr": "--lr", "finetune.inherit": "--inherit",
+    "finetune.focal_alpha": "--focal-alpha", "finetune.amp": "--amp", "finetune.channels_last": "--channels-last",
 }
 
 

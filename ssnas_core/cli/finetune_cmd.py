@@ -1,0 +1,223 @@
+"""``ssnas finetune``: derived network from a search run (or genotype file), focal + logit adjustment, registry."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ssnas_core.cli.progress import progress_bar
+from ssnas_core.cli.runs import open_tracker, resolve_experiment, tracking_uri
+from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, with_overrides
+from ssnas_core.errors import ConfigError, DivergenceError
+from ssnas_core.evaluation.metrics import MULTILABEL, classification_metrics
+from ssnas_core.finetune.report import write_outputs
+from ssnas_core.finetune.serving import ServingModel
+from ssnas_core.finetune.setup import FinetuneSetup, build_derived, build_finetune, check_head, load_data
+from ssnas_core.search_space.genotype import Genotype
+from ssnas_core.search_space.network import count_parameters
+from ssnas_core.tracking.base import NullTracker, Tracker
+
+# Data settings a fine-tune takes from its search run unless given on the command line.
+INHERITED_DATA = ("data.dataset", "data.data_root", "data.size", "data.imbalance_factor")
+
+
+def val_metric_name(cfg: RunConfig, task: str) -> str:
+    if cfg.finetune.val_metric != "auto":
+        return cfg.finetune.val_metric
+    return "auc" if task == MULTILABEL else "balanced_acc"
+
+
+def _from_search_run(cfg: RunConfig, run_id: str, dst: Path) -> tuple[dict[str, str], Path, Path | None]:
+    """The search run's params, its genotype.json and supernet.pt (local work dir first, else MLflow)."""
+    from ssnas_core.tracking.mlflow_adapter import download_artifact, get_run_info
+
+    local = Path(cfg.tracking.work_dir) / run_id / "artifacts"
+    info = get_run_info(tracking_uri(cfg), run_id) if cfg.tracking.enabled else {"params": {}, "tags": {}}
+    if cfg.tracking.enabled and info["tags"].get("ssnas.stage") != "search":
+        raise ConfigError(f"run {run_id} is not a search run (ssnas.stage={info['tags'].get('ssnas.stage')!r}): "
+                          "pass the run id that `ssnas search` printed")
+    if (local / "genotype.json").exists():
+        if not info["params"] and (local / "config.json").exists():
+            info["params"] = {k: str(v) for k, v in json.loads((local / "config.json").read_text()).items()}
+        return info["params"], local / "genotype.json", local / "supernet.pt"
+    if not cfg.tracking.enabled:
+        raise ConfigError(f"search run {run_id} has no genotype in {local}: enable tracking to fetch it from MLflow")
+    genotype = download_artifact(tracking_uri(cfg), run_id, "genotype.json", dst)
+    if genotype is None:
+        raise ConfigError(f"search run {run_id} has no genotype.json: it did not finish; resume it first")
+    return info["params"], genotype, download_artifact(tracking_uri(cfg), run_id, "supernet.pt", dst)
+
+
+def _load_weights(path: Path | None) -> dict[str, torch.Tensor] | None:
+    if path is None:
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise ConfigError(f"--weights {path} cannot be loaded as a state dict ({err})") from err
+    return {k.removeprefix("supernet."): v for k, v in state.items()}
+
+
+def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: str | None,
+            weights_file: str | None, width: int | None, cells: int | None, tmp: Path
+            ) -> tuple[RunConfig, FinetuneSetup, Genotype, dict[str, str]]:
+    """Resolve the architecture and data, build the engine. All bad input fails here, before any run."""
+    cfg = with_overrides(RunConfig(), overrides)
+    params: dict[str, str] = {}
+    if search_run:
+        params, genotype_path, weights_path = _from_search_run(cfg, search_run, tmp)
+        inherited_data = {k: params[k] for k in INHERITED_DATA if k in params and k not in overrides}
+        cfg = with_overrides(cfg, inherited_data)
+    elif genotype_file:
+        genotype_path, weights_path = Path(genotype_file), Path(weights_file) if weights_file else None
+        if not genotype_path.exists():
+            raise ConfigError(f"--genotype {genotype_path} does not exist: pass the genotype.json of a search run")
+    else:
+        raise ConfigError("say which architecture to fine-tune: --search-run RUN_ID or --genotype FILE")
+    genotype = Genotype.from_json(genotype_path.read_text())
+    width = width or int(params.get("search.width", 16))
+    cells = cells or int(params.get("search.cells", 3))
+    if params.get("search.nodes") and int(params["search.nodes"]) != genotype.n_nodes:
+        raise ConfigError(f"genotype has {genotype.n_nodes} nodes but the search used {params['search.nodes']}")
+    dataset = load_data(cfg)
+    state = _load_weights(weights_path) if cfg.finetune.inherit else None
+    if state is not None:
+        check_head(state, dataset.n_classes)
+    model, inherited = build_derived(genotype, dataset, width, cells, state)
+    if state is not None and not inherited:
+        raise ConfigError(f"--weights match no tensor of the derived network (width {width}, cells {cells}): "
+                          "they belong to another search space; pass matching --width/--cells or --no-inherit")
+    return cfg, build_finetune(cfg, model, dataset, inherited), genotype, params
+
+
+def train(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, metric: str) -> tuple[dict[str, Any], int]:
+    """Epochs with val metrics; returns the best-val model state (on the host) and its epoch."""
+    engine, task = setup.engine, setup.dataset.task
+    best_state, best_value, best_epoch = copy.deepcopy(engine.model.state_dict()), -np.inf, 0
+    while engine.epoch < cfg.finetune.epochs:
+        epoch = engine.epoch
+        with progress_bar(1, f"finetune epoch {epoch + 1}/{cfg.finetune.epochs}"):
+            loss = engine.run_epoch()
+        val = classification_metrics(*engine.evaluate("val"), task, setup.train_counts)
+        tracker.log_metrics({"train/loss": loss, **{f"val/{k}": v for k, v in val.items() if "/" not in k}},
+                            step=epoch)
+        value = val[metric] if np.isfinite(val[metric]) else -np.inf
+        if value > best_value:
+            best_value, best_epoch = value, epoch
+            best_state = {k: v.detach().cpu().clone() for k, v in engine.model.state_dict().items()}
+    engine.model.load_state_dict(best_state)
+    return best_state, best_epoch
+
+
+def _test_metrics(setup: FinetuneSetup) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    y_true, y_score = setup.engine.evaluate("test")
+    return classification_metrics(y_true, y_score, setup.dataset.task, setup.train_counts), y_true, y_score
+
+
+def _named(metrics: dict[str, float], class_names: tuple[str, ...]) -> dict[str, float]:
+    """``error/3`` -> ``error/<class name>`` for the MLflow contract."""
+    from ssnas_core.tracking.mlflow_adapter import metric_key
+
+    out = {}
+    for k, v in metrics.items():
+        head, _, idx = k.rpartition("/")
+        out[metric_key(f"{head}/{class_names[int(idx)]}") if idx.isdigit() else k] = v
+    return out
+
+
+def run_finetune(overrides: dict[str, Any], search_run: str | None = None, genotype_file: str | None = None,
+                 weights_file: str | None = None, width: int | None = None, cells: int | None = None) -> str:
+    """Fine-tune, evaluate on test, log and register; returns the run id."""
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, setup, genotype, params = prepare(overrides, search_run, genotype_file, weights_file, width, cells,
+                                               Path(tmp))
+    dataset = setup.dataset
+    method = _method_from_params(params)
+    tags = {"ssnas.stage": "finetune", "ssnas.method": method, "ssnas.dataset": dataset.name,
+            "ssnas.imbalance_factor": str(cfg.data.imbalance_factor), "ssnas.search_run_id": search_run or "",
+            "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
+    if cfg.tracking.enabled:
+        tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
+    else:
+        tracker, run_id = NullTracker(), uuid.uuid4().hex
+    return _finetune_run(cfg, setup, genotype, tracker, run_id)
+
+
+def _method_from_params(params: dict[str, str]) -> str:
+    if not params:
+        return "genotype"
+    relax = "fairdarts" if params.get("search.relaxation", "sigmoid") == "sigmoid" else "darts"
+    ssl = {"barlow-twins": "bt", "simclr": "simclr", "ce": "ce"}.get(params.get("search.ssl", ""), "bt")
+    return f"{relax}-{ssl}"
+
+
+def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype, tracker: Tracker, run_id: str) -> str:
+    dataset, engine = setup.dataset, setup.engine
+    run_dir = Path(cfg.tracking.work_dir) / run_id / "artifacts"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metric = val_metric_name(cfg, dataset.task)
+    status = "FAILED"
+    try:
+        tracker.log_params(flatten(cfg, sections=FINETUNE_SECTIONS))
+        n_params = count_parameters(engine.model)
+        (run_dir / "genotype.json").write_text(genotype.to_json())
+        (run_dir / "inherited_tensors.txt").write_text("\n".join(setup.inherited) + "\n")
+        tracker.log_artifact(run_dir / "genotype.json")
+        tracker.log_artifact(run_dir / "inherited_tensors.txt")
+        tracker.set_tags({"ssnas.n_params": str(n_params), "ssnas.val_metric": metric,
+                          "ssnas.inherited": f"{len(setup.inherited)} of {len(engine.model.state_dict())} tensors"})
+        tracker.log_metrics({"n_params": float(n_params), "n_inherited_tensors": float(len(setup.inherited))}, 0)
+        print(f"ssnas finetune: run {run_id} on {setup.device}, {dataset.name}, {n_params} parameters, "
+              f"{len(setup.inherited)} tensors inherited", file=sys.stderr)
+        _, best_epoch = train(cfg, setup, tracker, metric)
+        val = classification_metrics(*engine.evaluate("val"), dataset.task, setup.train_counts)
+        test, y_true, y_score = _test_metrics(setup)
+        final = {**{f"val/{k}": v for k, v in val.items()}, **{f"test/{k}": v for k, v in test.items()},
+                 "best_epoch": float(best_epoch)}
+        tracker.log_metrics(_named(final, dataset.class_names), step=cfg.finetune.epochs)
+        files = write_outputs(run_dir / "test", dataset.name, dataset.size, "test", y_true, y_score, dataset.task,
+                              dataset.class_names, setup.train_counts, test, run_id, tracker.wants_artifacts)
+        for path in files:
+            tracker.log_artifact(path, "test")
+        if cfg.tracking.enabled:
+            _register(cfg, setup, tracker, run_id, run_dir, metric, val[metric])
+        status = "FINISHED"
+        print(f"ssnas finetune: test ACC {test['acc']:.4f} AUC {test['auc']:.4f} (best val {metric} at epoch "
+              f"{best_epoch})", file=sys.stderr)
+        return run_id
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except DivergenceError as err:
+        tracker.set_tags({"ssnas.diverged_at_step": str(err.step)})
+        raise
+    finally:
+        tracker.end(status)
+
+
+def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: str, run_dir: Path, metric: str,
+              value: float) -> None:
+    from ssnas_core.tracking.mlflow_registry import log_pytorch_model, register_model
+
+    views = setup.views  # the normalisation training and evaluation used
+    serving = ServingModel(copy.deepcopy(setup.engine.model).float().to(memory_format=torch.contiguous_format),
+                           views.mean, views.std, setup.dataset.is_multilabel)
+    example = setup.dataset.test.images[:2].float().numpy()
+    config = run_dir / "model_config.json"
+    config.write_text(json.dumps({"dataset": setup.dataset.name, "task": setup.dataset.task,
+                                  "class_names": list(setup.dataset.class_names), "input": "float32 (B, C, H, W) "
+                                  "pixel values 0-255", "output": "probabilities (B, K)"}, indent=2))
+    log_pytorch_model(tracking_uri(cfg), run_id, serving, example, [run_dir / "genotype.json", config])
+    name = f"ssnas-{setup.dataset.name}"
+    version, champion = register_model(tracking_uri(cfg), name, run_id, f"val/{metric}", float(value))
+    tracker.set_tags({"ssnas.registered_model": f"{name}/{version}", "ssnas.champion": str(champion)})
+    print(f"ssnas finetune: registered {name} version {version}" + (" (new champion)" if champion else ""),
+          file=sys.stderr)

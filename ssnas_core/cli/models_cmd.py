@@ -1,0 +1,18 @@
+"""``ssnas models download NAME[@ALIAS] --out DIR``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def download(spec: str, out: str, uri: str = "") -> str:
+    """Download a registered model (MLflow model dir, with genotype.json and model_config.json) into ``out``."""
+    from ssnas_core.tracking.mlflow_adapter import check_reachable, default_tracking_uri
+    from ssnas_core.tracking.mlflow_registry import download_model
+
+    uri = uri or default_tracking_uri()
+    check_reachable(uri)
+    path, info = download_model(uri, spec, Path(out))
+    (Path(out) / "version.json").write_text(json.dumps(info, indent=2))
+    return str(path)

@@ -1,0 +1,159 @@
+"""`ssnas finetune` and `ssnas models download` end to end on synthetic data."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from ssnas_core.cli import main
+
+from .conftest import TINY
+
+ROOT = Path(__file__).resolve().parents[1]
+FT = ["--epochs", "2", "--batch-size", "16", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory):
+    """One tiny search and one fine-tune of it, shared by the tests of this module."""
+    work = tmp_path_factory.mktemp("ft")
+    old = os.getcwd()
+    os.chdir(work)
+    uri = f"sqlite:///{work / 'mlflow.db'}"
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        assert main(["search", *TINY, "--epochs", "1"]) == 0
+        search_id = _last_run(uri, "search")
+        assert main(["finetune", "--search-run", search_id, *FT]) == 0
+        yield work, uri, search_id, _last_run(uri, "finetune")
+    finally:
+        os.chdir(old)
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def _last_run(uri: str, stage: str) -> str:
+    client = MlflowClient(uri)
+    ids = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(ids, f"tags.`ssnas.stage` = '{stage}'", order_by=["attributes.start_time DESC"])
+    return runs[0].info.run_id
+
+
+def test_finetune_run_fulfils_the_contract(searched) -> None:
+    work, uri, search_id, run_id = searched
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED"
+    tags = run.data.tags
+    assert tags["ssnas.stage"] == "finetune" and tags["ssnas.method"] == "fairdarts-bt"
+    assert tags["ssnas.search_run_id"] == search_id and tags["ssnas.dataset"] == "synthetic"
+    assert int(tags["ssnas.inherited"].split()[0]) > 0
+    assert run.data.params["finetune.loss"] == "focal-la" and run.data.params["finetune.gamma"] == "2.0"
+    m = run.data.metrics
+    for key in ["train/loss", "val/acc", "val/auc", "val/balanced_acc", "test/acc", "test/auc", "test/error",
+                "test/balanced_acc", "test/macro_f1", "test/many_shot_acc", "test/head_acc", "test/tail_acc"]:
+        assert key in m, key
+    assert {k for k in m if k.startswith("test/error/")} == {"test/error/class_0", "test/error/class_1"}
+    assert [x.step for x in client.get_metric_history(run_id, "train/loss")] == [0, 1]
+    files = {a.path for a in client.list_artifacts(run_id, "test")}
+    assert {"test/per_class.csv", "test/predictions.csv", "test/confusion_matrix.png"} <= files
+    assert any(f.startswith("test/synthetic_test_[AUC]") for f in files)
+    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run_id, "model")}
+    version = client.get_model_version_by_alias("ssnas-synthetic", "champion")
+    assert version.run_id == run_id
+
+
+def test_champion_alias_moves_only_on_improvement(searched) -> None:
+    from ssnas_core.tracking.mlflow_registry import register_model
+
+    _, uri, _, run_id = searched
+    champion = MlflowClient(uri).get_model_version_by_alias("ssnas-synthetic", "champion")
+    current = float(champion.tags["ssnas.val_value"])
+    worse, moved = register_model(uri, "ssnas-synthetic", run_id, "val/balanced_acc", current - 0.1)
+    assert not moved
+    better, moved = register_model(uri, "ssnas-synthetic", run_id, "val/balanced_acc", current + 0.1)
+    assert moved and str(MlflowClient(uri).get_model_version_by_alias("ssnas-synthetic", "champion").version) == better
+
+
+def test_downloaded_model_predicts_in_a_fresh_process(searched, tmp_path) -> None:
+    work, uri, _, run_id = searched
+    logged = MlflowClient(uri).get_run(run_id).data.metrics["test/acc"]
+    out = tmp_path / "dl"
+    assert main(["models", "download", "ssnas-synthetic/1", "--out", str(out), "--tracking-uri", uri]) == 0
+    code = (
+        "import sys, json, mlflow.pytorch, torch\n"
+        "from ssnas_core.data.registry import load_dataset\n"
+        "from ssnas_core.evaluation.metrics import medmnist_acc\n"
+        f"model = mlflow.pytorch.load_model({str(out / 'model')!r})\n"
+        "ds = load_dataset('synthetic')\n"
+        "with torch.no_grad(): score = model(ds.test.images.float()).numpy()\n"
+        "print(json.dumps(medmnist_acc(ds.test.labels.numpy(), score, ds.task)))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == pytest.approx(logged, abs=1e-9)
+    assert (out / "model" / "genotype.json").exists() or any(out.rglob("genotype.json"))
+
+
+def test_no_inherit_trains_from_scratch(searched, capsys, monkeypatch) -> None:
+    work, uri, search_id, _ = searched
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["finetune", "--search-run", search_id, *FT[:2], "--epochs", "1", "--no-inherit",
+                 "--no-tracking"]) == 0
+    assert "0 tensors inherited" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["unknown run", "bad genotype op", "malformed genotype", "head of 3 classes",
+                                  "no architecture"])
+def test_bad_input_exits_2(case, searched, tmp_path, capsys, monkeypatch) -> None:
+    work, uri, search_id, _ = searched
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    geno = json.loads((work / "ssnas-runs" / search_id / "artifacts" / "genotype.json").read_text())
+    args = ["--dataset", "synthetic", *FT]
+    if case == "unknown run":
+        args += ["--search-run", "feedfacefeedface"]
+    elif case == "bad genotype op":
+        geno["normal"][0][0] = "conv_7x7"
+        (tmp_path / "g.json").write_text(json.dumps(geno))
+        args += ["--genotype", str(tmp_path / "g.json")]
+    elif case == "malformed genotype":
+        (tmp_path / "g.json").write_text("{\"normal\": 3}")
+        args += ["--genotype", str(tmp_path / "g.json")]
+    elif case == "head of 3 classes":
+        (tmp_path / "g.json").write_text(json.dumps(geno))
+        torch.save({"head.weight": torch.zeros(3, 16), "head.bias": torch.zeros(3)}, tmp_path / "w.pt")
+        args += ["--genotype", str(tmp_path / "g.json"), "--weights", str(tmp_path / "w.pt"), "--width", "4"]
+    client = MlflowClient(uri)
+    runs_before = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+    assert main(["finetune", *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len([line for line in err if line.startswith("ssnas: error:")]) == 1, err
+    runs_after = len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
+    assert runs_after == runs_before
+
+
+def test_multilabel_finetune_uses_sigmoid_forms() -> None:
+    from ssnas_core.config import RunConfig, with_overrides
+    from ssnas_core.data.synthetic import make_synthetic
+    from ssnas_core.evaluation.metrics import classification_metrics
+    from ssnas_core.finetune.setup import build_derived, build_finetune
+    from ssnas_core.search_space.supernet import Supernet
+
+    data = make_synthetic(n_train=64, n_val=32, n_test=32, n_classes=3, multilabel=True, seed=0)
+    cfg = with_overrides(RunConfig(), {"device": "cpu", "finetune.epochs": 1, "finetune.batch_size": 16})
+    model, _ = build_derived(Supernet(1, 4).genotype(), data, 4, 3, None)
+    setup = build_finetune(cfg, model, data, [])
+    assert torch.isfinite(torch.tensor(setup.engine.run_epoch()))
+    y, score = setup.engine.evaluate("test")
+    assert score.shape == (32, 3) and ((score >= 0) & (score <= 1)).all()
+    metrics = classification_metrics(y, score, data.task, setup.train_counts)
+    assert {"auc/0", "ap/2", "map"} <= set(metrics)
