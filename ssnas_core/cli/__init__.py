@@ -49,6 +49,18 @@ def _finetune_parser(sub: Any) -> None:
     add_config_flags(p, ("", "data", "finetune", "tracking"))
 
 
+def _baseline_parser(sub: Any) -> None:
+    from ssnas_core.baselines.models import BASELINES
+
+    p = sub.add_parser(
+        "baseline", help="train a baseline network (ResNet-18/50/32) on the fine-tune engine",
+        description="Train a baseline with the same data, losses, metrics and tracking as `ssnas finetune`: "
+                    "ResNet-18/50 (torchvision, 3x3 stride-1 stem at 28-64 px as in the MedMNIST v2 benchmark) or "
+                    "the CIFAR ResNet-32 of LDAM-DRW. The model is logged with mlflow.pytorch (not registered).")
+    p.add_argument("--model", required=True, choices=sorted(BASELINES), help="the baseline network")
+    add_config_flags(p, ("", "data", "finetune", "tracking"))
+
+
 def _models_parser(sub: Any) -> None:
     p = sub.add_parser("models", help="registered models")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
@@ -68,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _search_parser(sub)
     _finetune_parser(sub)
+    _baseline_parser(sub)
     _models_parser(sub)
     return parser
 
@@ -107,6 +120,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(run_finetune(given_overrides(args), args.search_run, args.genotype, args.weights, args.width,
                                args.cells))
+            return 0
+        if args.command == "baseline":
+            from ssnas_core.cli.finetune_cmd import run_baseline
+
+            print(run_baseline(given_overrides(args), args.model))
             return 0
         if args.command == "models":
             from ssnas_core.cli.models_cmd import download

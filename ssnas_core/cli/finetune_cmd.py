@@ -159,7 +159,26 @@ def _method_from_params(params: dict[str, str]) -> str:
     return f"{relax}-{ssl}"
 
 
-def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype, tracker: Tracker, run_id: str) -> str:
+def run_baseline(overrides: dict[str, Any], model_name: str) -> str:
+    """Train a baseline network on the fine-tune engine; returns the run id."""
+    from ssnas_core.baselines.models import create_baseline
+
+    cfg = with_overrides(RunConfig(), overrides)
+    dataset = load_data(cfg)
+    model = create_baseline(model_name, dataset.n_channels, dataset.n_classes, dataset.size)
+    setup = build_finetune(cfg, model, dataset, [])
+    tags = {"ssnas.stage": "baseline", "ssnas.method": f"{model_name}-{cfg.finetune.loss}",
+            "ssnas.dataset": dataset.name, "ssnas.imbalance_factor": str(cfg.data.imbalance_factor),
+            "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
+    if cfg.tracking.enabled:
+        tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
+    else:
+        tracker, run_id = NullTracker(), uuid.uuid4().hex
+    return _finetune_run(cfg, setup, None, tracker, run_id)
+
+
+def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | None, tracker: Tracker,
+                  run_id: str) -> str:
     dataset, engine = setup.dataset, setup.engine
     run_dir = Path(cfg.tracking.work_dir) / run_id / "artifacts"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -168,10 +187,11 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype, trac
     try:
         tracker.log_params(flatten(cfg, sections=FINETUNE_SECTIONS))
         n_params = count_parameters(engine.model)
-        (run_dir / "genotype.json").write_text(genotype.to_json())
-        (run_dir / "inherited_tensors.txt").write_text("\n".join(setup.inherited) + "\n")
-        tracker.log_artifact(run_dir / "genotype.json")
-        tracker.log_artifact(run_dir / "inherited_tensors.txt")
+        if genotype is not None:
+            (run_dir / "genotype.json").write_text(genotype.to_json())
+            (run_dir / "inherited_tensors.txt").write_text("\n".join(setup.inherited) + "\n")
+            tracker.log_artifact(run_dir / "genotype.json")
+            tracker.log_artifact(run_dir / "inherited_tensors.txt")
         tracker.set_tags({"ssnas.n_params": str(n_params), "ssnas.val_metric": metric,
                           "ssnas.inherited": f"{len(setup.inherited)} of {len(engine.model.state_dict())} tensors"})
         tracker.log_metrics({"n_params": float(n_params), "n_inherited_tensors": float(len(setup.inherited))}, 0)
@@ -188,7 +208,7 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype, trac
         for path in files:
             tracker.log_artifact(path, "test")
         if cfg.tracking.enabled:
-            _register(cfg, setup, tracker, run_id, run_dir, metric, val[metric])
+            _register(cfg, setup, tracker, run_id, run_dir, metric, val[metric], register=genotype is not None)
         status = "FINISHED"
         print(f"ssnas finetune: test ACC {test['acc']:.4f} AUC {test['auc']:.4f} (best val {metric} at epoch "
               f"{best_epoch})", file=sys.stderr)
@@ -204,7 +224,8 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype, trac
 
 
 def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: str, run_dir: Path, metric: str,
-              value: float) -> None:
+              value: float, register: bool) -> None:
+    """Log the model with mlflow.pytorch; register it (searched architectures only, not baselines)."""
     from ssnas_core.tracking.mlflow_registry import log_pytorch_model, register_model
 
     views = setup.views  # the normalisation training and evaluation used
@@ -215,7 +236,10 @@ def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: st
     config.write_text(json.dumps({"dataset": setup.dataset.name, "task": setup.dataset.task,
                                   "class_names": list(setup.dataset.class_names), "input": "float32 (B, C, H, W) "
                                   "pixel values 0-255", "output": "probabilities (B, K)"}, indent=2))
-    log_pytorch_model(tracking_uri(cfg), run_id, serving, example, [run_dir / "genotype.json", config])
+    extra = [run_dir / "genotype.json", config] if register else [config]
+    log_pytorch_model(tracking_uri(cfg), run_id, serving, example, extra)
+    if not register:
+        return
     name = f"ssnas-{setup.dataset.name}"
     version, champion = register_model(tracking_uri(cfg), name, run_id, f"val/{metric}", float(value))
     tracker.set_tags({"ssnas.registered_model": f"{name}/{version}", "ssnas.champion": str(champion)})
