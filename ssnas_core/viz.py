@@ -294,3 +294,29 @@ def plot_confusion_matrix(cm: np.ndarray, class_names: Sequence[str], title: str
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return path
+
+
+def plot_per_class_error(methods: Sequence[str], classes: Sequence[str], errors: np.ndarray, title: str,
+                         path: Path | str) -> Path:
+    """Grouped bars: per-class test error (rows: methods, columns: classes)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    errors = np.asarray(errors, dtype=float)
+    fig = Figure(figsize=(max(6.0, 1.2 * len(classes) * max(1, len(methods)) / 2), 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.8 / max(1, len(methods))
+    x = np.arange(len(classes))
+    for i, method in enumerate(methods):
+        ax.bar(x + (i - (len(methods) - 1) / 2) * width, errors[i], width, label=method)
+    ax.set_xticks(x, [str(c)[:20] for c in classes], rotation=30, ha="right")
+    ax.set_ylabel("test error of the class")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7)
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return path

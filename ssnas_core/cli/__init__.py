@@ -61,6 +61,21 @@ def _baseline_parser(sub: Any) -> None:
     add_config_flags(p, ("", "data", "finetune", "tracking"))
 
 
+def _report_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "report", help="method-vs-baseline table and plots for an experiment",
+        description="Collect the finished finetune and baseline runs of an MLflow experiment into one table (one "
+                    "row per method: params, test ACC, AUC, error, balanced accuracy, macro-F1, per-class error), "
+                    "plot per-class error by method and the alpha trajectories of its search runs, write them to "
+                    "--out and log them as a `report` run.")
+    p.add_argument("--experiment", required=True, help="the MLflow experiment, e.g. ssnas-pneumoniamnist")
+    p.add_argument("--mode", choices=("mean", "best"), default="mean",
+                   help="mean +- std over runs of a method (seeds), or its best run on val (default: mean)")
+    p.add_argument("--out", default="", help="output folder (default: report-<experiment>)")
+    p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                   "sqlite:///./mlflow.db)")
+
+
 def _models_parser(sub: Any) -> None:
     p = sub.add_parser("models", help="registered models")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
@@ -81,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _search_parser(sub)
     _finetune_parser(sub)
     _baseline_parser(sub)
+    _report_parser(sub)
     _models_parser(sub)
     return parser
 
@@ -125,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ssnas_core.cli.finetune_cmd import run_baseline
 
             print(run_baseline(given_overrides(args), args.model))
+            return 0
+        if args.command == "report":
+            from ssnas_core.cli.report_cmd import run_report
+
+            print(run_report(args.experiment, args.tracking_uri, args.out, args.mode))
             return 0
         if args.command == "models":
             from ssnas_core.cli.models_cmd import download

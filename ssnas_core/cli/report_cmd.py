@@ -1,0 +1,58 @@
+"""``ssnas report --experiment NAME``: method-vs-baseline table (Markdown, CSV) and plots, logged as a report run."""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ssnas_core.errors import SsnasError
+from ssnas_core.evaluation.report import class_columns, summarize, to_csv, to_markdown
+
+
+def run_report(experiment: str, uri: str, out: str, mode: str) -> str:
+    """Write the report into ``out`` and log it as a ``report`` run; returns the folder."""
+    from ssnas_core import viz
+    from ssnas_core.tracking.mlflow_adapter import MlflowTracker, default_tracking_uri, download_artifact
+    from ssnas_core.tracking.mlflow_query import experiment_runs
+
+    uri = uri or default_tracking_uri()
+    runs = experiment_runs(uri, experiment, ("finetune", "baseline"))
+    if not runs:
+        raise SsnasError(f"experiment {experiment!r} has no finished finetune or baseline runs to report: "
+                         "run `ssnas finetune` or `ssnas baseline` first")
+    folder = Path(out or f"report-{experiment}")
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = summarize(runs, mode)
+    legend = ("mean +- sample std over runs (seeds)" if mode == "mean" else "the run with the best val metric")
+    (folder / "report.md").write_text(f"# {experiment}\n\nOne row per method; {legend}. Test split; error = "
+                                      f"1 - ACC; per-class error = 1 - recall.\n\n{to_markdown(rows)}")
+    files = [folder / "report.md", to_csv(rows, folder / "report.csv")]
+    per_class = class_columns(rows)
+    if per_class:
+        errors = np.array([[r.get(c, (math.nan, None))[0] for c in per_class] for r in rows], dtype=float)
+        files.append(viz.plot_per_class_error([r["method"] for r in rows], [c.split("/")[-1] for c in per_class],
+                                              errors, f"{experiment}: per-class test error",
+                                              folder / "per_class_error.png"))
+    for search in experiment_runs(uri, experiment, ("search",)):
+        local = download_artifact(uri, search["run_id"], "alphas/trajectory.csv", folder / "tmp" / search["run_id"])
+        if local is None:
+            continue
+        with open(local) as fh:
+            rows_csv = [(int(r["epoch"]), r["cell"], r["edge"], r["op"], float(r["weight"]))
+                        for r in csv.DictReader(fh)]
+        files.append(viz.plot_alpha_trajectory(rows_csv, folder / f"alphas_{search['tags'].get('ssnas.method')}_"
+                                                                  f"{search['run_id'][:8]}.png"))
+    tracker = MlflowTracker.start(uri, experiment, "report", {"ssnas.stage": "report", "ssnas.mode": mode})
+    status = "FAILED"
+    try:
+        for path in files:
+            tracker.log_artifact(path, "report")
+        status = "FINISHED"
+    finally:
+        tracker.end(status)
+    print(to_markdown(rows), file=sys.stderr)
+    return str(folder)
