@@ -34,3 +34,12 @@ class DivergenceError(RuntimeError):
     def __init__(self, message: str, step: int) -> None:
         super().__init__(message)
         self.step = step
+
+
+class TrialStopped(Exception):
+    """Raised by an epoch hook to stop a run early (a pruned study trial); the run ends KILLED, tagged."""
+
+    def __init__(self, epoch: int, reason: str = "PRUNED") -> None:
+        super().__init__(f"stopped after epoch {epoch}: {reason}")
+        self.epoch = epoch
+        self.reason = reason

@@ -7,16 +7,18 @@ import json
 import sys
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
+from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.cli.progress import progress_bar
 from ssnas_core.cli.runs import open_tracker, resolve_experiment, tracking_uri
 from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, with_overrides
-from ssnas_core.errors import ConfigError, DivergenceError
+from ssnas_core.errors import ConfigError, DivergenceError, TrialStopped
 from ssnas_core.evaluation.metrics import MULTILABEL, classification_metrics
 from ssnas_core.finetune.report import write_outputs
 from ssnas_core.finetune.serving import ServingModel
@@ -98,10 +100,24 @@ def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: st
     return cfg, build_finetune(cfg, model, dataset, inherited), genotype, params
 
 
-def train(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, metric: str) -> tuple[dict[str, Any], int]:
-    """Epochs with val metrics; returns the best-val model state (on the host) and its epoch."""
+EpochHook = Callable[[int, float], None]
+
+
+def train(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, metric: str, on_epoch_end: EpochHook | None = None,
+          checkpoints: Path | None = None) -> tuple[dict[str, Any], int]:
+    """Epochs with val metrics; returns the best-val model state (on the host) and its epoch.
+
+    Args:
+        on_epoch_end: called with (epoch, val metric) after each epoch, e.g. to report to Optuna and prune.
+        checkpoints: folder for a per-epoch checkpoint; an existing one is resumed from (study retries).
+    """
     engine, task = setup.engine, setup.dataset.task
     best_state, best_value, best_epoch = copy.deepcopy(engine.model.state_dict()), -np.inf, 0
+    if checkpoints is not None and (checkpoints / LAST).exists():
+        saved = load_checkpoint(checkpoints)
+        engine.load_state_dict(saved["engine"])
+        best_state, best_value, best_epoch = saved["best_state"], float(saved["best_value"]), int(saved["best_epoch"])
+        tracker.set_tags({"ssnas.resumed_from_epoch": str(engine.epoch)})
     while engine.epoch < cfg.finetune.epochs:
         epoch = engine.epoch
         with progress_bar(1, f"finetune epoch {epoch + 1}/{cfg.finetune.epochs}"):
@@ -113,6 +129,11 @@ def train(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, metric: str) -
         if value > best_value:
             best_value, best_epoch = value, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in engine.model.state_dict().items()}
+        if checkpoints is not None:
+            save_checkpoint(checkpoints, {"engine": engine.state_dict(), "best_state": best_state,
+                                          "best_value": best_value, "best_epoch": best_epoch})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, float(val[metric]))
     engine.model.load_state_dict(best_state)
     return best_state, best_epoch
 
@@ -148,7 +169,7 @@ def run_finetune(overrides: dict[str, Any], search_run: str | None = None, genot
         tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
     else:
         tracker, run_id = NullTracker(), uuid.uuid4().hex
-    return _finetune_run(cfg, setup, genotype, tracker, run_id)
+    return _finetune_run(cfg, setup, genotype, tracker, run_id).run_id
 
 
 def _method_from_params(params: dict[str, str]) -> str:
@@ -174,11 +195,22 @@ def run_baseline(overrides: dict[str, Any], model_name: str) -> str:
         tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
     else:
         tracker, run_id = NullTracker(), uuid.uuid4().hex
-    return _finetune_run(cfg, setup, None, tracker, run_id)
+    return _finetune_run(cfg, setup, None, tracker, run_id).run_id
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tune produced: its run, the best val metric and the test metrics."""
+
+    run_id: str
+    metric: str
+    val: float
+    test: dict[str, float]
 
 
 def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | None, tracker: Tracker,
-                  run_id: str) -> str:
+                  run_id: str, on_epoch_end: EpochHook | None = None, checkpoints: Path | None = None,
+                  register: bool = True) -> FinetuneResult:
     dataset, engine = setup.dataset, setup.engine
     run_dir = Path(cfg.tracking.work_dir) / run_id / "artifacts"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -197,7 +229,7 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
         tracker.log_metrics({"n_params": float(n_params), "n_inherited_tensors": float(len(setup.inherited))}, 0)
         print(f"ssnas finetune: run {run_id} on {setup.device}, {dataset.name}, {n_params} parameters, "
               f"{len(setup.inherited)} tensors inherited", file=sys.stderr)
-        _, best_epoch = train(cfg, setup, tracker, metric)
+        _, best_epoch = train(cfg, setup, tracker, metric, on_epoch_end, checkpoints)
         val = classification_metrics(*engine.evaluate("val"), dataset.task, setup.train_counts)
         test, y_true, y_score = _test_metrics(setup)
         final = {**{f"val/{k}": v for k, v in val.items()}, **{f"test/{k}": v for k, v in test.items()},
@@ -208,11 +240,16 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
         for path in files:
             tracker.log_artifact(path, "test")
         if cfg.tracking.enabled:
-            _register(cfg, setup, tracker, run_id, run_dir, metric, val[metric], register=genotype is not None)
+            _register(cfg, setup, tracker, run_id, run_dir, metric, val[metric],
+                      register=register and genotype is not None)
         status = "FINISHED"
         print(f"ssnas finetune: test ACC {test['acc']:.4f} AUC {test['auc']:.4f} (best val {metric} at epoch "
               f"{best_epoch})", file=sys.stderr)
-        return run_id
+        return FinetuneResult(run_id, metric, float(val[metric]), test)
+    except TrialStopped as stop:
+        status = "KILLED"
+        tracker.set_tags({"ssnas.trial_state": stop.reason, "ssnas.stopped_after_epoch": str(stop.epoch)})
+        raise
     except KeyboardInterrupt:
         status = "KILLED"
         raise

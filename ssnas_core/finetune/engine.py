@@ -112,6 +112,15 @@ class FinetuneEngine:
         self.epoch += 1
         return mean
 
+    def state_dict(self) -> dict[str, Any]:
+        """Model, optimiser and epoch: enough to continue at the next epoch boundary."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "epoch": self.epoch}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.epoch = int(state["epoch"])
+
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """Probabilities (N, K): softmax, or per-label sigmoid for multi-label tasks."""
