@@ -7,9 +7,9 @@ PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-if ! .venv/bin/python -c "import ssnas_core, mlflow, medmnist, pytest" >/dev/null 2>&1 \
+if ! .venv/bin/python -c "import ssnas_core, mlflow, medmnist, optuna, pytest" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.ssnas-installed ]; then
-  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[app,dev]' 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import ssnas_core, mlflow, medmnist, pytest"
+  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[app,studies,dev]' 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/python -c "import ssnas_core, mlflow, medmnist, optuna, pytest"
   touch .venv/.ssnas-installed
 fi

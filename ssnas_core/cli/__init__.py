@@ -76,6 +76,35 @@ def _report_parser(sub: Any) -> None:
                    "sqlite:///./mlflow.db)")
 
 
+def _study_parser(sub: Any) -> None:
+    p = sub.add_parser("study", help="Optuna studies: create/resume one, or join it as a worker",
+                       description="`study run NAME` creates or resumes a study and runs trials; `study worker NAME` "
+                                   "joins an existing study from any process or machine sharing --storage. "
+                                   "Use PostgreSQL for several workers; SQLite serves one.")
+    ssub = p.add_subparsers(dest="study_command", required=True, metavar="SUBCOMMAND")
+    for cmd, text in (("run", "create or resume a study and run trials"), ("worker", "join an existing study")):
+        s = ssub.add_parser(cmd, help=text, description=text)
+        s.add_argument("name", metavar="NAME", help="the study: tune_finetune")
+        s.add_argument("--storage", default="sqlite:///ssnas-studies.db",
+                       help="Optuna storage URL (default: sqlite:///ssnas-studies.db; for many workers "
+                            "postgresql+psycopg://user@host:5432/db)")
+        s.add_argument("--study-name", default="", help="name in the storage (default: NAME-<dataset>)")
+        s.add_argument("--n-trials", type=int, default=None, help="finished trials the study should reach "
+                       "(default: the study's budget)")
+        s.add_argument("--timeout", type=float, default=None, help="stop this process after this many seconds")
+        s.add_argument("--sampler", default="tpe", choices=("tpe", "random", "grid"), help="(default: tpe)")
+        s.add_argument("--pruner", default="median", choices=("median", "hyperband", "none"),
+                       help="prune on the per-epoch val metric (default: median)")
+        s.add_argument("--heartbeat", type=int, default=10, help="seconds between worker heartbeats; a trial "
+                       "silent for 3x this is failed and retried (default: 10)")
+        s.add_argument("--search-run", metavar="RUN_ID", default=None, help="the search run to fine-tune")
+        s.add_argument("--genotype", metavar="FILE", default=None, help="a genotype.json instead")
+        s.add_argument("--weights", metavar="FILE", default=None, help="with --genotype: supernet.pt")
+        s.add_argument("--width", type=int, default=None, help="initial channels (default: the search run's)")
+        s.add_argument("--cells", type=int, default=None, help="cells (default: the search run's)")
+        add_config_flags(s, ("", "data", "finetune", "tracking"))
+
+
 def _models_parser(sub: Any) -> None:
     p = sub.add_parser("models", help="registered models")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
@@ -97,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _finetune_parser(sub)
     _baseline_parser(sub)
     _report_parser(sub)
+    _study_parser(sub)
     _models_parser(sub)
     return parser
 
@@ -147,6 +177,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             print(run_report(args.experiment, args.tracking_uri, args.out, args.mode))
             return 0
+        if args.command == "study":
+            from ssnas_core.cli.study_cmd import run
+
+            return run(args, given_overrides(args))
         if args.command == "models":
             from ssnas_core.cli.models_cmd import download
 

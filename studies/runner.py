@@ -1,0 +1,279 @@
+"""Create, join and run Optuna studies; one MLflow parent run per study, one nested run per logical trial.
+
+* Storage: SQLite by default (one worker at a time), PostgreSQL for many workers
+  (``pool_pre_ping``; each process owns its engine and disposes it at the end).
+* Heartbeats: a worker that dies leaves its trial RUNNING until another worker's
+  next ``ask`` marks it FAIL; ``RetryHeartbeatStaleTrialCallback`` then enqueues a
+  retry with the same params, which resumes from the dead trial's checkpoint.
+* One MLflow run per *logical* trial: keyed by (study, number of the first
+  attempt), found by tags, so a retry continues the same run instead of opening
+  a second one (optuna-integration's callback would reuse system_attrs instead).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import optuna
+from optuna.exceptions import ExperimentalWarning
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.study import MaxTrialsCallback
+from optuna.trial import TrialState
+
+from ssnas_core.errors import ConfigError, TrackingError, TrialStopped
+from studies import load_study_module
+
+
+warnings.filterwarnings("ignore", category=ExperimentalWarning)  # retry_history is experimental since 3.0
+
+
+class StudyError(ConfigError):
+    """Bad storage URL, unknown study, unreachable database: exit 2."""
+
+
+@dataclass
+class StudyContext:
+    """What every trial of a study shares (from the command line)."""
+
+    study: str
+    kind: str
+    storage_url: str
+    fixed: dict[str, Any] = field(default_factory=dict)
+    search_run: str | None = None
+    genotype: str | None = None
+    weights: str | None = None
+    width: int | None = None
+    cells: int | None = None
+    tracking_uri: str = ""
+    experiment: str = ""
+    work_dir: Path = Path("ssnas-runs")
+    parent_run_id: str | None = None
+
+
+def open_storage(url: str, heartbeat_s: int = 10, max_retry: int = 1) -> RDBStorage:
+    """An RDB storage with heartbeats and retries; bad or unreachable URLs raise ``StudyError``."""
+    if not url.startswith(("sqlite://", "postgresql", "mysql")):
+        raise StudyError(f"storage URL {url!r} is not supported: use sqlite:///study.db or "
+                         "postgresql+psycopg://user@host:5432/db")
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
+    except Exception as exc:  # sqlalchemy raises many types for bad URLs and refused connections
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"cannot open Optuna storage {url.split('@')[-1]!r}: {first}; check --storage and "
+                         "that the database is running") from exc
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    samplers: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "grid": lambda: optuna.samplers.BruteForceSampler(seed=seed),
+    }
+    if name not in samplers:
+        raise StudyError(f"unknown sampler {name!r}: choose one of {', '.join(samplers)}")
+    return samplers[name]()
+
+
+def make_pruner(name: str) -> optuna.pruners.BasePruner:
+    pruners: dict[str, Callable[[], optuna.pruners.BasePruner]] = {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=1),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1),
+        "none": optuna.pruners.NopPruner,
+    }
+    if name not in pruners:
+        raise StudyError(f"unknown pruner {name!r}: choose one of {', '.join(pruners)}")
+    return pruners[name]()
+
+
+def _frozen(trial: optuna.Trial) -> optuna.trial.FrozenTrial:
+    return next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+
+
+def retry_history(trial: optuna.Trial) -> list[int]:
+    """Numbers of the earlier attempts of this trial (empty for a first attempt)."""
+    return list(RetryHeartbeatStaleTrialCallback.retry_history(_frozen(trial)))
+
+
+def logical_number(trial: optuna.Trial) -> int:
+    """The number of the first attempt of this trial (retries carry it in their retry history)."""
+    history = retry_history(trial)
+    return history[0] if history else trial.number
+
+
+@dataclass
+class TrialRun:
+    """The MLflow run of one logical trial, and how the trial reports per epoch."""
+
+    tracker: Any
+    run_id: str
+    number: int
+    checkpoints: Path
+    hook: Callable[[int, float], None]
+
+
+def _trial_run(ctx: StudyContext, trial: optuna.Trial, params: dict[str, Any]) -> TrialRun:
+    from ssnas_core.tracking.mlflow_adapter import MlflowTracker
+
+    number = logical_number(trial)
+    tags = {"mlflow.parentRunId": ctx.parent_run_id or "", "ssnas.study": ctx.study, "ssnas.trial": str(number),
+            "ssnas.stage": "study", "ssnas.study_kind": ctx.kind}
+    existing = _find_runs(ctx, {"ssnas.study": ctx.study, "ssnas.trial": str(number)})
+    if existing:
+        tracker = MlflowTracker.resume(ctx.tracking_uri, existing[0])
+        tracker.set_tags({"ssnas.retries": str(len(retry_history(trial))), "ssnas.optuna_trial": str(trial.number)})
+    else:
+        tracker = MlflowTracker.start(ctx.tracking_uri, ctx.experiment, f"trial_{number}", tags)
+        tracker.set_tags({"ssnas.optuna_trial": str(trial.number), "ssnas.retries": "0"})
+    trial.set_user_attr("mlflow_run_id", tracker.run_id)
+
+    def hook(epoch: int, value: float) -> None:
+        if math.isfinite(value):
+            trial.report(value, epoch)
+        if trial.should_prune():
+            raise TrialStopped(epoch)
+
+    folder = ctx.work_dir / "studies" / ctx.study / f"trial_{number}"
+    return TrialRun(tracker, tracker.run_id, number, folder, hook)
+
+
+def _find_runs(ctx: StudyContext, tags: dict[str, str]) -> list[str]:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(ctx.tracking_uri)
+    exp = client.get_experiment_by_name(ctx.experiment)
+    if exp is None:
+        return []
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    return [r.info.run_id for r in client.search_runs([exp.experiment_id], query, order_by=["attributes.start_time"])]
+
+
+def _parent_run(ctx: StudyContext, study: optuna.Study, create: bool) -> str:
+    """The study's MLflow parent run: found by tag, else created (and remembered in the study)."""
+    from ssnas_core.tracking.mlflow_adapter import MlflowTracker
+
+    found = study.user_attrs.get("mlflow_parent_run_id") or next(
+        iter(_find_runs(ctx, {"ssnas.study": ctx.study, "ssnas.study_role": "parent"})), None)
+    if found:
+        return str(found)
+    if not create:  # only `study run` creates the parent; a worker that came early waits for it
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            time.sleep(1)
+            found = study.user_attrs.get("mlflow_parent_run_id")
+            if found:
+                _apply_context(ctx, study.user_attrs.get("context", {}))
+                return str(found)
+        raise StudyError(f"study {ctx.study!r} has no MLflow parent run yet: start it with `ssnas study run`")
+    tracker = MlflowTracker.start(ctx.tracking_uri, ctx.experiment, ctx.study,
+                                  {"ssnas.stage": "study", "ssnas.study": ctx.study, "ssnas.study_role": "parent",
+                                   "ssnas.study_kind": ctx.kind})
+    tracker.log_params({"study.kind": ctx.kind, "study.storage": ctx.storage_url.split("@")[-1],
+                        **{f"fixed.{k}": v for k, v in ctx.fixed.items()}})
+    study.set_user_attr("mlflow_parent_run_id", tracker.run_id)
+    return tracker.run_id
+
+
+def objective_for(ctx: StudyContext) -> Callable[[optuna.Trial], float]:
+    module = load_study_module(ctx.kind)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = module.suggest(trial, ctx)
+        run = _trial_run(ctx, trial, params)
+        try:
+            value = float(module.run_trial({**ctx.fixed, **params}, ctx, run))
+        except TrialStopped as stop:
+            raise optuna.TrialPruned(str(stop)) from stop
+        run.tracker.log_metrics({"trial/value": value}, step=0)
+        run.tracker.set_tags({"ssnas.trial_state": "COMPLETE"})
+        return value
+
+    return objective
+
+
+def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: float | None, sampler: str,
+              pruner: str, seed: int, heartbeat_s: int) -> optuna.Study:
+    """Create (``create``) or join a study and run trials until the study holds ``n_trials`` finished ones."""
+    module = load_study_module(ctx.kind)
+    storage = open_storage(ctx.storage_url, heartbeat_s)
+    try:
+        if create:
+            study = optuna.create_study(study_name=ctx.study, storage=storage, sampler=make_sampler(sampler, seed),
+                                        pruner=make_pruner(pruner), direction=module.DIRECTION, load_if_exists=True)
+            study.set_user_attr("kind", ctx.kind)
+            study.set_user_attr("context", _context_attrs(ctx))
+        else:
+            try:
+                study = optuna.load_study(study_name=ctx.study, storage=storage, sampler=make_sampler(sampler, seed),
+                                          pruner=make_pruner(pruner))
+            except KeyError as exc:
+                raise StudyError(f"no study named {ctx.study!r} in the storage: start it with "
+                                 f"`ssnas study run {ctx.kind} --study-name {ctx.study}`") from exc
+            _apply_context(ctx, study.user_attrs.get("context", {}))
+        ctx.parent_run_id = _parent_run(ctx, study, create)
+        total = n_trials or module.DEFAULT_TRIALS
+        study.optimize(objective_for(ctx), n_trials=total, timeout=timeout, catch=(TrackingError,),
+                       callbacks=[MaxTrialsCallback(total, states=(TrialState.COMPLETE, TrialState.PRUNED))],
+                       gc_after_trial=True)
+        _summarize(ctx, study)
+        if create:
+            _register_best(ctx, study)
+        return study
+    finally:
+        storage.engine.dispose()
+
+
+def _context_attrs(ctx: StudyContext) -> dict[str, Any]:
+    return {"fixed": ctx.fixed, "search_run": ctx.search_run, "genotype": ctx.genotype, "weights": ctx.weights,
+            "width": ctx.width, "cells": ctx.cells, "experiment": ctx.experiment, "kind": ctx.kind}
+
+
+def _apply_context(ctx: StudyContext, saved: dict[str, Any]) -> None:
+    """A worker takes the study's fixed settings from the storage unless it was given its own."""
+    ctx.kind = saved.get("kind", ctx.kind)
+    ctx.fixed = {**saved.get("fixed", {}), **ctx.fixed}
+    for key in ("search_run", "genotype", "weights", "width", "cells"):
+        if getattr(ctx, key) is None:
+            setattr(ctx, key, saved.get(key))
+    ctx.experiment = ctx.experiment or saved.get("experiment", "")
+
+
+def _summarize(ctx: StudyContext, study: optuna.Study) -> None:
+    states = [t.state for t in study.trials]
+    counts = {s.name: states.count(s) for s in TrialState if states.count(s)}
+    print(f"ssnas study {ctx.study}: {counts}", file=sys.stderr)
+    try:
+        best = study.best_trial
+    except ValueError:
+        return
+    print(f"ssnas study {ctx.study}: best trial {best.number} value {best.value:.4f} params {best.params}",
+          file=sys.stderr)
+
+
+def _register_best(ctx: StudyContext, study: optuna.Study) -> None:
+    """The best trial's logged model goes to the registry, as a fine-tune's does."""
+    from ssnas_core.tracking.mlflow_adapter import get_run_info
+    from ssnas_core.tracking.mlflow_registry import register_model
+
+    try:
+        best = study.best_trial
+    except ValueError:
+        return
+    run_id = best.user_attrs.get("mlflow_run_id")
+    if not run_id:
+        return
+    info = get_run_info(ctx.tracking_uri, run_id)
+    metric = info["tags"].get("ssnas.val_metric", "val")
+    name = f"ssnas-{info['tags'].get('ssnas.dataset', 'unknown')}"
+    version, champion = register_model(ctx.tracking_uri, name, run_id, f"val/{metric}", float(best.value))
+    print(f"ssnas study {ctx.study}: registered the best trial as {name} version {version}"
+          + (" (new champion)" if champion else ""), file=sys.stderr)

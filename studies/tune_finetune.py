@@ -1,0 +1,40 @@
+"""tune_finetune: tune the focal loss gamma, the logit-adjustment tau and the learning rate of a fine-tune.
+
+Objective: the val metric of the fine-tuned model (balanced accuracy; AUC for
+multi-label datasets), maximised, reported every epoch so the pruner can stop
+weak trials. The architecture comes from ``--search-run`` (or ``--genotype``).
+Default budget: 20 trials of the fine-tune's ``--epochs``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+DESCRIPTION = "focal gamma, logit-adjustment tau and learning rate of the fine-tune"
+DEFAULT_TRIALS = 20
+DIRECTION = "maximize"
+
+
+def suggest(trial: optuna.Trial, ctx: Any) -> dict[str, Any]:
+    return {
+        "finetune.gamma": trial.suggest_float("gamma", 0.0, 5.0),
+        "finetune.tau": trial.suggest_float("tau", 0.0, 2.0),
+        "finetune.lr": trial.suggest_float("lr", 1e-3, 0.1, log=True),
+    }
+
+
+def run_trial(overrides: dict[str, Any], ctx: Any, run: Any) -> float:
+    """Fine-tune with ``overrides`` into the trial's MLflow run; returns the best val metric."""
+    import tempfile
+
+    from ssnas_core.cli.finetune_cmd import _finetune_run, prepare
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, setup, genotype, _ = prepare(overrides, ctx.search_run, ctx.genotype, ctx.weights, ctx.width, ctx.cells,
+                                          Path(tmp))
+    run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, "ssnas.search_run_id": ctx.search_run or ""})
+    result = _finetune_run(cfg, setup, genotype, run.tracker, run.run_id, run.hook, run.checkpoints, register=False)
+    return result.val
