@@ -69,7 +69,8 @@ def test_the_two_views_differ_during_search(workdir, monkeypatch) -> None:
 
 
 def test_search_runs_with_tracking_off_and_all_relaxations(workdir) -> None:
-    for extra in (["--relaxation", "softmax", "--ssl", "simclr"], ["--ssl", "ce", "--arch-order", "2"]):
+    for extra in (["--relaxation", "softmax", "--ssl", "simclr"], ["--ssl", "ce", "--arch-order", "2"],
+                  ["--amp", "bf16", "--channels-last", "off"]):
         assert main(["search", *TINY, "--epochs", "1", "--no-tracking", *extra]) == 0
     assert not (workdir / "mlflow.db").exists()
 

@@ -110,3 +110,12 @@ def test_derived_network_inherits_exactly_the_chosen_operations() -> None:
     assert not any(".ops.sep_conv_5x5." in k and k.startswith("cells.0.") for k in copied)
     assert derived(torch.randn(2, 1, 28, 28)).shape == (2, 3)
     assert count_parameters(derived) < count_parameters(net)
+
+
+@pytest.mark.parametrize("c_in, size", [(1, 28), (3, 32), (3, 64), (1, 128)])
+def test_stem_takes_one_or_three_channels_and_larger_images(c_in: int, size: int) -> None:
+    net = Supernet(c_in, 4, image_size=size)
+    feats = net(torch.randn(2, c_in, size, size))
+    assert feats.shape == (2, net.feature_dim) and torch.isfinite(feats).all()
+    derived = DerivedNetwork(net.genotype(), c_in, 4, 3, size, n_classes=5)
+    assert derived(torch.randn(2, c_in, size, size)).shape == (2, 5)
