@@ -1,4 +1,4 @@
-"""Optuna studies over ssnas runs: one module per study (``tune_finetune`` so far).
+"""Optuna studies over ssnas runs: one module per study (``tune_finetune``, ``tune_search``, ``compare_methods``).
 
 Each study module defines ``DESCRIPTION``, ``DEFAULT_TRIALS``, ``DIRECTION``,
 ``suggest(trial, ctx) -> dict`` (dotted config overrides) and
@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-STUDIES = ("tune_finetune",)  # tune_search and compare_methods: not written yet (issue 4)
+STUDIES = ("tune_finetune", "tune_search", "compare_methods")
 
 
 def load_study_module(name: str) -> ModuleType:

@@ -29,7 +29,6 @@ from optuna.trial import TrialState
 from ssnas_core.errors import ConfigError, TrackingError, TrialStopped
 from studies import load_study_module
 
-
 warnings.filterwarnings("ignore", category=ExperimentalWarning)  # retry_history is experimental since 3.0
 
 
@@ -54,6 +53,7 @@ class StudyContext:
     experiment: str = ""
     work_dir: Path = Path("ssnas-runs")
     parent_run_id: str | None = None
+    seeds: int = 3
 
 
 def open_storage(url: str, heartbeat_s: int = 10, max_retry: int = 1) -> RDBStorage:
@@ -204,17 +204,20 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
               pruner: str, seed: int, heartbeat_s: int) -> optuna.Study:
     """Create (``create``) or join a study and run trials until the study holds ``n_trials`` finished ones."""
     module = load_study_module(ctx.kind)
+    if getattr(module, "NO_PRUNING", False):
+        pruner = "none"
     storage = open_storage(ctx.storage_url, heartbeat_s)
     try:
         if create:
-            study = optuna.create_study(study_name=ctx.study, storage=storage, sampler=make_sampler(sampler, seed),
+            study = optuna.create_study(study_name=ctx.study, storage=storage,
+                                        sampler=_sampler(module, ctx, sampler, seed),
                                         pruner=make_pruner(pruner), direction=module.DIRECTION, load_if_exists=True)
             study.set_user_attr("kind", ctx.kind)
             study.set_user_attr("context", _context_attrs(ctx))
         else:
             try:
-                study = optuna.load_study(study_name=ctx.study, storage=storage, sampler=make_sampler(sampler, seed),
-                                          pruner=make_pruner(pruner))
+                study = optuna.load_study(study_name=ctx.study, storage=storage,
+                                          sampler=_sampler(module, ctx, sampler, seed), pruner=make_pruner(pruner))
             except KeyError as exc:
                 raise StudyError(f"no study named {ctx.study!r} in the storage: start it with "
                                  f"`ssnas study run {ctx.kind} --study-name {ctx.study}`") from exc
@@ -232,9 +235,16 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
         storage.engine.dispose()
 
 
+def _sampler(module: Any, ctx: StudyContext, name: str, seed: int) -> optuna.samplers.BaseSampler:
+    """The study's own sampler when it defines one (compare_methods: a grid), else ``--sampler``."""
+    own = getattr(module, "sampler", None)
+    return own(ctx, seed) if own is not None else make_sampler(name, seed)
+
+
 def _context_attrs(ctx: StudyContext) -> dict[str, Any]:
     return {"fixed": ctx.fixed, "search_run": ctx.search_run, "genotype": ctx.genotype, "weights": ctx.weights,
-            "width": ctx.width, "cells": ctx.cells, "experiment": ctx.experiment, "kind": ctx.kind}
+            "width": ctx.width, "cells": ctx.cells, "experiment": ctx.experiment, "kind": ctx.kind,
+            "seeds": ctx.seeds}
 
 
 def _apply_context(ctx: StudyContext, saved: dict[str, Any]) -> None:
@@ -245,6 +255,7 @@ def _apply_context(ctx: StudyContext, saved: dict[str, Any]) -> None:
         if getattr(ctx, key) is None:
             setattr(ctx, key, saved.get(key))
     ctx.experiment = ctx.experiment or saved.get("experiment", "")
+    ctx.seeds = int(saved.get("seeds", ctx.seeds))
 
 
 def _summarize(ctx: StudyContext, study: optuna.Study) -> None:

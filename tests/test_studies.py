@@ -153,3 +153,35 @@ def test_bad_storage_or_study_exits_2(case, pg, capsys) -> None:
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len([line for line in err if line.startswith("ssnas: error:")]) == 1, err
+
+
+SMALL = ["--dataset", "synthetic", "--limit-train", "64", "--batch-size", "16", "--device", "cpu",
+         "--search.width", "4", "--search.batch-size", "8", "--search.epochs", "1", "--search.projector", "32-32",
+         "--epochs", "1"]
+
+
+def test_compare_methods_grid_feeds_the_report(workdir, capsys) -> None:
+    args = ["study", "run", "compare_methods", "--storage", f"sqlite:///{workdir / 'o.db'}", "--study-name", "cmp",
+            "--seeds", "1", *SMALL]
+    assert main(args) == 0
+    study = optuna.load_study(study_name="cmp", storage=f"sqlite:///{workdir / 'o.db'}")
+    assert sorted(t.params["method"] for t in study.trials if t.state == TrialState.COMPLETE) == sorted(
+        ["ours", "ssnas", "darts", "fairdarts", "resnet18-ce", "resnet18-focal-la"])
+    capsys.readouterr()
+    assert main(["report", "--experiment", "ssnas-study-cmp", "--out", str(workdir / "rep")]) == 0
+    md = (workdir / "rep" / "report.md").read_text()
+    for row in ["fairdarts-bt + focal-la", "darts-simclr + ce", "darts-ce + ce", "resnet18-ce", "resnet18-focal-la"]:
+        assert f"| {row} | 1 |" in md, md
+
+
+def test_tune_search_trials_search_then_finetune(workdir) -> None:
+    storage = f"sqlite:///{workdir / 'o.db'}"
+    assert main(["study", "run", "tune_search", "--storage", storage, "--study-name", "ts", "--n-trials", "2",
+                 "--pruner", "none", *SMALL]) == 0
+    study = optuna.load_study(study_name="ts", storage=storage)
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert len(done) == 2 and {"lambda_bt", "w01"} <= set(done[0].params)
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("ssnas-study-ts")
+    runs = client.search_runs([exp.experiment_id], "tags.`ssnas.trial` = '0'")
+    assert len(runs) == 1 and "search.lambda_bt" in runs[0].data.params

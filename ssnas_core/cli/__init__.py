@@ -84,7 +84,7 @@ def _study_parser(sub: Any) -> None:
     ssub = p.add_subparsers(dest="study_command", required=True, metavar="SUBCOMMAND")
     for cmd, text in (("run", "create or resume a study and run trials"), ("worker", "join an existing study")):
         s = ssub.add_parser(cmd, help=text, description=text)
-        s.add_argument("name", metavar="NAME", help="the study: tune_finetune")
+        s.add_argument("name", metavar="NAME", help="the study: tune_finetune, tune_search or compare_methods")
         s.add_argument("--storage", default="sqlite:///ssnas-studies.db",
                        help="Optuna storage URL (default: sqlite:///ssnas-studies.db; for many workers "
                             "postgresql+psycopg://user@host:5432/db)")
@@ -102,7 +102,8 @@ def _study_parser(sub: Any) -> None:
         s.add_argument("--weights", metavar="FILE", default=None, help="with --genotype: supernet.pt")
         s.add_argument("--width", type=int, default=None, help="initial channels (default: the search run's)")
         s.add_argument("--cells", type=int, default=None, help="cells (default: the search run's)")
-        add_config_flags(s, ("", "data", "finetune", "tracking"))
+        s.add_argument("--seeds", type=int, default=3, help="compare_methods: seeds per method (default: 3)")
+        add_config_flags(s, ("", "data", "finetune", "search", "tracking"), long_only=("search",))
 
 
 def _models_parser(sub: Any) -> None:

@@ -33,8 +33,12 @@ def _long_name(key: str) -> str:
     return "--" + key.replace("_", "-")
 
 
-def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...]) -> None:
-    """Add one flag per config field of the given sections (``""`` for top-level fields)."""
+def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...],
+                     long_only: tuple[str, ...] = ()) -> None:
+    """Add one flag per config field of the given sections (``""`` for top-level fields).
+
+    Sections in ``long_only`` get only their ``--section.name`` flags (their short names would clash).
+    """
     root = RunConfig()
     for top in dataclasses.fields(root):
         value = getattr(root, top.name)
@@ -43,7 +47,7 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...])
                 continue
             group = parser.add_argument_group(f"{top.name} options")
             for f in dataclasses.fields(value):
-                _add(group, f"{top.name}.{f.name}", f, getattr(value, f.name))
+                _add(group, f"{top.name}.{f.name}", f, getattr(value, f.name), short=top.name not in long_only)
         elif "" in sections:
             _add(parser, top.name, top, value)
     if "tracking" in sections:
@@ -51,8 +55,8 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...])
                             help="do not record the run in MLflow (checkpoints still go to the work dir)")
 
 
-def _add(parser: Any, key: str, f: dataclasses.Field[Any], default: Any) -> None:
-    names = list(dict.fromkeys(n for n in (SHORT_FLAGS.get(key), _long_name(key)) if n))
+def _add(parser: Any, key: str, f: dataclasses.Field[Any], default: Any, short: bool = True) -> None:
+    names = list(dict.fromkeys(n for n in (SHORT_FLAGS.get(key) if short else None, _long_name(key)) if n))
     help_text = str(f.metadata.get("help", ""))
     if default != "":
         help_text += f" (default: {default})"

@@ -22,7 +22,9 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     study = args.study_name or f"{args.name}-{cfg.data.dataset}"
     ctx = StudyContext(
         study=study, kind=args.name, storage_url=args.storage,
-        fixed={k: v for k, v in overrides.items() if k.split(".")[0] in ("data", "finetune", "seed", "device")},
+        fixed={k: v for k, v in overrides.items()
+               if k.split(".")[0] in ("data", "finetune", "search", "seed", "device")},
+        seeds=args.seeds,
         search_run=args.search_run, genotype=args.genotype, weights=args.weights, width=args.width,
         cells=args.cells, tracking_uri=tracking_uri(cfg),
         experiment=cfg.tracking.experiment or f"ssnas-study-{study}", work_dir=Path(cfg.tracking.work_dir),

@@ -1,0 +1,46 @@
+"""Pieces the study modules share: a local search for a trial, and a fine-tune or baseline into the trial's run."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+FT_KEYS = ("data.", "finetune.", "seed", "device")
+
+
+def search_locally(overrides: dict[str, Any], ctx: Any) -> Path:
+    """Run a search with tracking off (its files stay in the work dir); returns its artifacts folder."""
+    from ssnas_core.cli.search_cmd import run_search
+
+    search = {k: v for k, v in overrides.items() if not k.startswith("finetune.")}
+    run_id = run_search({**search, "tracking.enabled": False, "tracking.work_dir": str(ctx.work_dir)})
+    return ctx.work_dir / run_id / "artifacts"
+
+
+def finetune_into(overrides: dict[str, Any], run: Any, genotype: Path, weights: Path | None,
+                  width: int | None, cells: int | None, tags: dict[str, str] | None = None) -> float:
+    """Fine-tune ``genotype`` (inheriting ``weights``) into the trial's run; returns the best val metric."""
+    from ssnas_core.cli.finetune_cmd import _finetune_run, prepare
+
+    ft = {k: v for k, v in overrides.items() if k.startswith(FT_KEYS)}
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg, setup, geno, _ = prepare(ft, None, str(genotype), str(weights) if weights else None, width, cells,
+                                      Path(tmp))
+    run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, **(tags or {})})
+    return _finetune_run(cfg, setup, geno, run.tracker, run.run_id, run.hook, run.checkpoints, register=False).val
+
+
+def baseline_into(overrides: dict[str, Any], run: Any, model_name: str, tags: dict[str, str]) -> float:
+    """Train a baseline into the trial's run; returns the best val metric."""
+    from ssnas_core.baselines.models import create_baseline
+    from ssnas_core.cli.finetune_cmd import _finetune_run
+    from ssnas_core.config import RunConfig, with_overrides
+    from ssnas_core.finetune.setup import build_finetune, load_data
+
+    cfg = with_overrides(RunConfig(), {k: v for k, v in overrides.items() if k.startswith(FT_KEYS)})
+    dataset = load_data(cfg)
+    model = create_baseline(model_name, dataset.n_channels, dataset.n_classes, dataset.size)
+    setup = build_finetune(cfg, model, dataset, [])
+    run.tracker.set_tags({"ssnas.dataset": dataset.name, **tags})
+    return _finetune_run(cfg, setup, None, run.tracker, run.run_id, run.hook, run.checkpoints, register=False).val
