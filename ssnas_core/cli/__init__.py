@@ -106,6 +106,25 @@ def _study_parser(sub: Any) -> None:
         add_config_flags(s, ("", "data", "finetune", "search", "tracking"), long_only=("search",))
 
 
+def _platform_parser(sub: Any) -> None:
+    p = sub.add_parser("platform", help="start/stop the MLflow server and optuna-dashboard without Docker",
+                       description="Run the compose stack's MLflow server (tracking, registry, proxied artifacts) "
+                                   "and optuna-dashboard as local processes, on SQLite files in --state or on the "
+                                   "PostgreSQL databases given. Prints the URLs.")
+    psub = p.add_subparsers(dest="platform_command", required=True, metavar="SUBCOMMAND")
+    u = psub.add_parser("up", help="start the services and wait until they answer")
+    u.add_argument("--state", default=".ssnas-platform", help="folder for databases, artifacts, logs, pids")
+    u.add_argument("--mlflow-backend", default="", help="MLflow backend store URI (default: SQLite in --state), "
+                   "e.g. postgresql+psycopg://user@127.0.0.1:5432/mlflow")
+    u.add_argument("--optuna-storage", default="", help="Optuna storage URL (default: SQLite in --state)")
+    u.add_argument("--mlflow-port", type=int, default=5000, help="(default: 5000)")
+    u.add_argument("--dashboard-port", type=int, default=8080, help="(default: 8080)")
+    u.add_argument("--basic-auth", action="store_true", help="MLflow's basic-auth app: every request needs a "
+                   "user; admin password from $SSNAS_ADMIN_PASSWORD")
+    d = psub.add_parser("down", help="stop what `up` started")
+    d.add_argument("--state", default=".ssnas-platform", help="the folder `up` used")
+
+
 def _models_parser(sub: Any) -> None:
     p = sub.add_parser("models", help="registered models")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
@@ -128,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     _baseline_parser(sub)
     _report_parser(sub)
     _study_parser(sub)
+    _platform_parser(sub)
     _models_parser(sub)
     return parser
 
@@ -182,6 +202,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ssnas_core.cli.study_cmd import run
 
             return run(args, given_overrides(args))
+        if args.command == "platform":
+            from pathlib import Path
+
+            from ssnas_core.cli import platform_cmd
+
+            if args.platform_command == "down":
+                print("stopped: " + (", ".join(platform_cmd.down(Path(args.state))) or "nothing was running"))
+                return 0
+            info = platform_cmd.up(Path(args.state), args.mlflow_backend, args.optuna_storage, args.mlflow_port,
+                                   args.dashboard_port, args.basic_auth)
+            print(f"MLflow: {info['mlflow']}  (backend {info['mlflow_backend']})\n"
+                  f"optuna-dashboard: {info['dashboard']}  (storage {info['optuna_storage']})\n"
+                  f"healthy after {info['seconds']} s; export MLFLOW_TRACKING_URI={info['mlflow']}")
+            return 0
         if args.command == "models":
             from ssnas_core.cli.models_cmd import download
 

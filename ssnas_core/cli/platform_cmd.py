@@ -1,0 +1,140 @@
+"""``ssnas platform up|down``: the compose stack's MLflow server and optuna-dashboard, started natively.
+
+SQLite files in the state folder by default, or the PostgreSQL databases given;
+MLflow proxies artifacts to ``<state>/mlartifacts`` as the compose service does
+to its volume. ``up`` waits for both services to answer and prints their URLs;
+``down`` stops what ``up`` started (process groups recorded in ``pids.json``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from ssnas_core.errors import SsnasError
+
+STATE = Path(".ssnas-platform")
+
+
+def service_commands(state: Path, mlflow_backend: str, optuna_storage: str, mlflow_port: int,
+                     dashboard_port: int, basic_auth: bool) -> dict[str, list[str]]:
+    """The same commands as the compose services ``mlflow`` and ``dashboard`` (bound to 127.0.0.1)."""
+    bin_dir = Path(sys.executable).parent
+    mlflow = [str(bin_dir / "mlflow"), "server", "--backend-store-uri", mlflow_backend, "--serve-artifacts",
+              "--artifacts-destination", str((state / "mlartifacts").resolve()), "--host", "127.0.0.1",
+              "--port", str(mlflow_port), "--workers", "2"]
+    if basic_auth:
+        mlflow += ["--app-name", "basic-auth"]
+    dashboard = [str(bin_dir / "optuna-dashboard"), optuna_storage, "--host", "127.0.0.1",
+                 "--port", str(dashboard_port)]
+    return {"mlflow": mlflow, "dashboard": dashboard}
+
+
+def _init_optuna_schema(storage: str) -> None:
+    """optuna-dashboard needs the tables to exist; creating an RDB storage creates them."""
+    try:
+        from optuna.storages import RDBStorage
+    except ImportError as err:
+        raise SsnasError(f"optuna-dashboard needs optuna ({err}): pip install -e '.[studies]'") from err
+    try:
+        RDBStorage(storage).engine.dispose()
+    except Exception as exc:
+        raise SsnasError(f"cannot open the Optuna storage {storage.split('@')[-1]}: "
+                         f"{str(exc).strip().splitlines()[0]}") from exc
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except urllib.error.HTTPError as err:
+        return err.code < 500  # 401 from basic auth still means the server is up
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def up(state: Path = STATE, mlflow_backend: str = "", optuna_storage: str = "", mlflow_port: int = 5000,
+       dashboard_port: int = 8080, basic_auth: bool = False, timeout: float = 180) -> dict[str, str]:
+    """Start the services, wait until they answer; returns their URLs and the seconds it took."""
+    if (state / "pids.json").exists():  # checked before anything is written
+        raise SsnasError(f"a platform is already running from {state} (pids.json): run `ssnas platform down` first")
+    state.mkdir(parents=True, exist_ok=True)
+    mlflow_backend = mlflow_backend or f"sqlite:///{(state / 'mlflow.db').resolve()}"
+    optuna_storage = optuna_storage or f"sqlite:///{(state / 'optuna.db').resolve()}"
+    if basic_auth:
+        password = os.environ.get("SSNAS_ADMIN_PASSWORD", "")
+        if len(password) < 12:
+            raise SsnasError("--basic-auth needs the admin password in $SSNAS_ADMIN_PASSWORD, at least 12 characters")
+        (state / "basic_auth.ini").write_text(
+            "[mlflow]\ndefault_permission = READ\n"
+            f"database_uri = sqlite:///{(state / 'auth.db').resolve()}\n"
+            "admin_username = admin\nadmin_password = " + password +
+            "\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        (state / "basic_auth.ini").chmod(0o600)
+    _init_optuna_schema(optuna_storage)
+    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str((state / "basic_auth.ini").resolve())}
+    if basic_auth and "MLFLOW_FLASK_SERVER_SECRET_KEY" not in env:  # CSRF key, kept across restarts
+        key = state / "flask_secret"
+        if not key.exists():
+            key.write_text(secrets.token_hex(32))
+            key.chmod(0o600)
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = key.read_text()
+    start = time.time()
+    pids, procs = {}, {}
+    urls = {"mlflow": f"http://127.0.0.1:{mlflow_port}", "dashboard": f"http://127.0.0.1:{dashboard_port}"}
+    for name, cmd in service_commands(state, mlflow_backend, optuna_storage, mlflow_port, dashboard_port,
+                                      basic_auth).items():
+        log = open(state / f"{name}.log", "ab")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+        pids[name], procs[name] = proc.pid, proc
+    (state / "pids.json").write_text(json.dumps(pids))
+    checks = {"mlflow": urls["mlflow"] + "/health", "dashboard": urls["dashboard"] + "/api/studies"}
+    pending = dict(checks)
+    while pending and time.time() - start < timeout:
+        pending = {k: u for k, u in pending.items() if not _answers(u)}
+        dead = [k for k in pending if procs[k].poll() is not None]
+        if dead:
+            down(state)
+            raise SsnasError(f"{', '.join(dead)} exited at start; see {state}/{dead[0]}.log")
+        time.sleep(0.5)
+    if pending:
+        down(state)
+        raise SsnasError(f"{', '.join(pending)} did not answer within {timeout:.0f} s; see {state}/*.log")
+    return {**urls, "seconds": f"{time.time() - start:.1f}", "mlflow_backend": mlflow_backend.split("@")[-1],
+            "optuna_storage": optuna_storage.split("@")[-1]}
+
+
+def down(state: Path = STATE, timeout: float = 30) -> list[str]:
+    """Stop the services started by ``up``; returns their names."""
+    path = state / "pids.json"
+    if not path.exists():
+        return []
+    pids: dict[str, int] = json.loads(path.read_text())
+    for pid in pids.values():
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    deadline = time.time() + timeout
+    for pid in pids.values():
+        while time.time() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.2)
+        else:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    path.unlink()
+    return list(pids)

@@ -1,0 +1,115 @@
+"""The platform: compose file hygiene, and its services started natively with `ssnas platform up|down`."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow import MlflowClient
+
+from ssnas_core.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _status(url: str, auth: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if auth:
+        import base64
+
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return err.code
+    except (urllib.error.URLError, OSError):
+        return 0
+
+
+def test_compose_file_binds_loopback_pins_versions_and_holds_no_password() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    compose = yaml.safe_load(text)
+    services = compose["services"]
+    assert {"db", "mlflow", "dashboard", "worker"} <= set(services)
+    assert services["db"]["image"] == "postgres:16" and "healthcheck" in services["db"]
+    for name, svc in services.items():
+        for port in svc.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), (name, port)
+    assert services["mlflow"]["depends_on"]["db"]["condition"] == "service_healthy"
+    assert "--serve-artifacts" in services["mlflow"]["command"]
+    assert "study worker" in services["worker"]["command"]
+    assert "gpu" in services["worker-gpu"]["profiles"]
+    assert "change-me" not in text and "POSTGRES_PASSWORD:?" in text
+    assert ".env" in (ROOT / ".gitignore").read_text().split()
+    assert "POSTGRES_PASSWORD=" in (ROOT / "platform" / "env.example").read_text()
+    assert not list((ROOT / "platform").rglob("*.py"))
+
+
+def test_platform_up_serves_tracking_and_dashboard_and_keeps_data_across_restarts(tmp_path, capsys) -> None:
+    ml, dash = _free_port(), _free_port()
+    args = ["platform", "up", "--state", str(tmp_path / "st"), "--mlflow-port", str(ml),
+            "--dashboard-port", str(dash)]
+    assert main(args) == 0
+    try:
+        assert "healthy after" in capsys.readouterr().out
+        client = MlflowClient(f"http://127.0.0.1:{ml}")
+        exp = client.create_experiment("e")
+        run = client.create_run(exp)
+        client.log_metric(run.info.run_id, "m", 1.5)
+        (tmp_path / "a.txt").write_text("hello")
+        client.log_artifact(run.info.run_id, str(tmp_path / "a.txt"))
+        client.set_terminated(run.info.run_id)
+        assert _status(f"http://127.0.0.1:{dash}/api/studies") == 200
+    finally:
+        assert main(["platform", "down", "--state", str(tmp_path / "st")]) == 0
+    assert _status(f"http://127.0.0.1:{ml}/health") == 0
+    assert main(args) == 0  # same database and artifact folder: nothing is lost
+    try:
+        client = MlflowClient(f"http://127.0.0.1:{ml}")
+        again = client.get_run(run.info.run_id)
+        assert again.data.metrics["m"] == 1.5
+        local = client.download_artifacts(run.info.run_id, "a.txt", str(tmp_path / "dl"))
+        assert Path(local).read_text() == "hello"
+    finally:
+        main(["platform", "down", "--state", str(tmp_path / "st")])
+
+
+def test_basic_auth_refuses_unauthenticated_requests(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SSNAS_ADMIN_PASSWORD", "s3cret-passphrase")
+    ml = _free_port()
+    assert main(["platform", "up", "--state", str(tmp_path / "st"), "--mlflow-port", str(ml), "--dashboard-port",
+                 str(_free_port()), "--basic-auth"]) == 0
+    try:
+        url = f"http://127.0.0.1:{ml}/api/2.0/mlflow/experiments/search?max_results=1"
+        assert _status(url) == 401
+        assert _status(url, "admin:wrong") == 401
+        assert _status(url, "admin:s3cret-passphrase") == 200
+    finally:
+        main(["platform", "down", "--state", str(tmp_path / "st")])
+
+
+def test_up_twice_is_refused_and_down_without_up_is_harmless(tmp_path, capsys) -> None:
+    (tmp_path / "st").mkdir()
+    (tmp_path / "st" / "pids.json").write_text("{}")
+    assert main(["platform", "up", "--state", str(tmp_path / "st")]) == 2
+    assert "already running" in capsys.readouterr().err
+    assert main(["platform", "down", "--state", str(tmp_path / "none")]) == 0
+
+
+@pytest.mark.parametrize("bad", ["postgresql+psycopg://postgres@127.0.0.1:9/none"])
+def test_unreachable_database_is_a_one_line_error(bad, tmp_path, capsys) -> None:
+    assert main(["platform", "up", "--state", str(tmp_path / "st"), "--optuna-storage", bad]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Optuna storage" in err[0]
+    assert not (tmp_path / "st" / "pids.json").exists()
