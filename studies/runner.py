@@ -61,7 +61,9 @@ def open_storage(url: str, heartbeat_s: int = 10, max_retry: int = 1) -> RDBStor
     if not url.startswith(("sqlite://", "postgresql", "mysql")):
         raise StudyError(f"storage URL {url!r} is not supported: use sqlite:///study.db or "
                          "postgresql+psycopg://user@host:5432/db")
-    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    # Small pools: a worker needs one connection for trials and one for its heartbeat thread, and
+    # PostgreSQL's default limit (100) is shared by every worker and the MLflow server.
+    kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
     if url.startswith("sqlite"):
         kwargs = {"connect_args": {"timeout": 60}}
     try:
@@ -223,7 +225,9 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
                                  f"`ssnas study run {ctx.kind} --study-name {ctx.study}`") from exc
             _apply_context(ctx, study.user_attrs.get("context", {}))
         ctx.parent_run_id = _parent_run(ctx, study, create)
-        total = n_trials or module.DEFAULT_TRIALS
+        if create and n_trials:
+            study.set_user_attr("n_trials", n_trials)
+        total = n_trials or int(study.user_attrs.get("n_trials", module.DEFAULT_TRIALS))
         study.optimize(objective_for(ctx), n_trials=total, timeout=timeout, catch=(TrackingError,),
                        callbacks=[MaxTrialsCallback(total, states=(TrialState.COMPLETE, TrialState.PRUNED))],
                        gc_after_trial=True)

@@ -27,9 +27,24 @@ ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 TRIAL = ["--dataset", "synthetic", "--limit-train", "64", "--batch-size", "16", "--device", "cpu", "--width", "4"]
 
 
+_STORAGES: dict[str, optuna.storages.RDBStorage] = {}
+
+
+def _rdb(url: str) -> optuna.storages.RDBStorage:
+    """One engine per database for the whole test (polling must not open a pool per call)."""
+    if url not in _STORAGES:
+        _STORAGES[url] = optuna.storages.RDBStorage(url, engine_kwargs={"pool_size": 1, "max_overflow": 1})
+    return _STORAGES[url]
+
+
 @pytest.fixture
 def pg(tmp_path, monkeypatch):
-    """Two fresh PostgreSQL databases (Optuna storage, MLflow store) and a work dir with a genotype."""
+    """Two fresh PostgreSQL databases (Optuna storage, MLflow store) and a work dir with a genotype.
+
+    Every process keeps its database pools small (PostgreSQL allows 100 connections in all).
+    """
+    monkeypatch.setenv("MLFLOW_SQLALCHEMYSTORE_POOL_SIZE", "1")
+    monkeypatch.setenv("MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW", "2")
     names = [f"ssnas_test_{uuid.uuid4().hex[:10]}" for _ in range(2)]
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         for name in names:
@@ -40,6 +55,9 @@ def pg(tmp_path, monkeypatch):
     MlflowClient(store).search_experiments()  # create the MLflow schema once, before workers race for it
     (tmp_path / "g.json").write_text(Supernet(1, 4).genotype().to_json())
     yield storage, store, tmp_path
+    for rdb in _STORAGES.values():
+        rdb.engine.dispose()
+    _STORAGES.clear()
     with psycopg.connect(ADMIN, autocommit=True) as conn:
         for name in names:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
@@ -55,8 +73,8 @@ def _study(cmd: str, storage: str, cwd: Path, *extra: str) -> subprocess.Popen[b
 def _wait_for_study(storage: str, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.time() + 120
     while time.time() < deadline:
-        if "s" in optuna.get_all_study_names(storage):
-            study = optuna.load_study(study_name="s", storage=storage)
+        if "s" in optuna.get_all_study_names(_rdb(storage)):
+            study = optuna.load_study(study_name="s", storage=_rdb(storage))
             if study.user_attrs.get("mlflow_parent_run_id"):
                 return
         assert proc.poll() is None, proc.communicate()[1].decode()[-3000:]
@@ -82,7 +100,7 @@ def test_four_workers_share_one_study_and_each_trial_has_one_run(pg) -> None:
     for proc in workers:
         _, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, err.decode()[-3000:]
-    study = optuna.load_study(study_name="s", storage=storage)
+    study = optuna.load_study(study_name="s", storage=_rdb(storage))
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert 16 <= len(done) <= 19  # in-flight trials of other workers may finish after the 16th
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
@@ -106,7 +124,7 @@ def test_a_killed_worker_trial_fails_is_retried_and_resumes(pg) -> None:
     deadline = time.time() + 300
     target = None
     while time.time() < deadline and target is None:
-        study = optuna.load_study(study_name="s", storage=storage)
+        study = optuna.load_study(study_name="s", storage=_rdb(storage))
         running = [t.number for t in study.trials if t.state == TrialState.RUNNING]
         ready = [n for n in running if (work / "ssnas-runs" / "studies" / "s" / f"trial_{n}" / "last.ckpt").exists()]
         if len(running) == 2 and len(ready) == 2:
@@ -117,7 +135,7 @@ def test_a_killed_worker_trial_fails_is_retried_and_resumes(pg) -> None:
     victim.wait()
     _, err = first.communicate(timeout=900)
     assert first.returncode == 0, err.decode()[-3000:]
-    study = optuna.load_study(study_name="s", storage=storage)
+    study = optuna.load_study(study_name="s", storage=_rdb(storage))
     failed = [t for t in study.trials if t.state == TrialState.FAIL]
     assert len(failed) == 1
     retried = [t for t in study.trials if t.system_attrs.get("retry_history") == [failed[0].number]]
@@ -134,7 +152,7 @@ def test_a_resumed_study_continues_its_numbering(pg) -> None:
             *TRIAL, "--epochs", "1", "--pruner", "none"]
     assert main([*args, "--n-trials", "2"]) == 0
     assert main([*args, "--n-trials", "3"]) == 0
-    study = optuna.load_study(study_name="s", storage=storage)
+    study = optuna.load_study(study_name="s", storage=_rdb(storage))
     assert [t.number for t in study.trials] == [0, 1, 2]
     assert len(_runs_by_trial(store)) == 3
 
