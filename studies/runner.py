@@ -75,6 +75,17 @@ def open_storage(url: str, heartbeat_s: int = 10, max_retry: int = 1) -> RDBStor
                          "that the database is running") from exc
 
 
+def init_storage(url: str) -> None:
+    """Create the Optuna tables of ``url`` if missing (what optuna-dashboard needs); ``StudyError`` if unreachable."""
+    try:
+        RDBStorage(url, engine_kwargs={"pool_size": 1, "max_overflow": 0} if not url.startswith("sqlite") else None
+                   ).engine.dispose()
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudyError(f"cannot open the Optuna storage {url.split('@')[-1]!r}: {first}; check the URL and "
+                         "that the database is running") from exc
+
+
 def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     samplers: dict[str, Callable[[], optuna.samplers.BaseSampler]] = {
         "tpe": lambda: optuna.samplers.TPESampler(seed=seed),

@@ -7,6 +7,7 @@ artifact folder has lost nothing.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -134,8 +135,12 @@ def test_compose_services_run_natively_and_keep_everything_across_a_restart(data
     dashboard = _service(compose, "dashboard", env_db, dash_port, tmp_path)
     _wait(f"http://127.0.0.1:{dash_port}/api/studies", dashboard, tmp_path / "dashboard.log")
     with urllib.request.urlopen(f"http://127.0.0.1:{dash_port}/api/studies", timeout=10) as response:
-        body = response.read().decode()
-    assert '"parity"' in body
+        studies = json.loads(response.read())["study_summaries"]
+    (summary,) = [st for st in studies if st["study_name"] == "parity"]
+    with urllib.request.urlopen(f"http://127.0.0.1:{dash_port}/api/studies/{summary['study_id']}",
+                                timeout=10) as response:
+        detail = json.loads(response.read())
+    assert len([t for t in detail["trials"] if t["state"] == "Complete"]) >= 2, detail["trials"]
     _stop(dashboard)
 
     client = MlflowClient(uri)

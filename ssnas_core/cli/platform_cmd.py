@@ -39,16 +39,12 @@ def service_commands(state: Path, mlflow_backend: str, optuna_storage: str, mlfl
 
 
 def _init_optuna_schema(storage: str) -> None:
-    """optuna-dashboard needs the tables to exist; creating an RDB storage creates them."""
+    """optuna-dashboard needs the tables to exist; opening the storage creates them (studies/ owns optuna)."""
     try:
-        from optuna.storages import RDBStorage
+        from studies.runner import init_storage
     except ImportError as err:
         raise SsnasError(f"optuna-dashboard needs optuna ({err}): pip install -e '.[studies]'") from err
-    try:
-        RDBStorage(storage).engine.dispose()
-    except Exception as exc:
-        raise SsnasError(f"cannot open the Optuna storage {storage.split('@')[-1]}: "
-                         f"{str(exc).strip().splitlines()[0]}") from exc
+    init_storage(storage)
 
 
 def _answers(url: str) -> bool:
