@@ -47,8 +47,10 @@ def log_pytorch_model(tracking_uri: str, run_id: str, model: Any, input_example:
     client = _client(tracking_uri)
     with tempfile.TemporaryDirectory() as tmp, _errors("model logging", tracking_uri):
         local = Path(tmp) / "model"
+        # Explicit requirements: MLflow's inference imports the model in a subprocess (seconds per model).
+        requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"]
         mlflow.pytorch.save_model(model, str(local), signature=signature, input_example=input_example,
-                                  extra_files=[str(p) for p in extra_files])
+                                  extra_files=[str(p) for p in extra_files], pip_requirements=requirements)
         weights = next(local.rglob("model.pth"), None) or max(local.rglob("*"), key=lambda p: p.stat().st_size)
         sha = _sha256(weights)
         client.log_artifacts(run_id, str(local), "model")
