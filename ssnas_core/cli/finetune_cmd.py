@@ -6,7 +6,6 @@ import copy
 import json
 import sys
 import tempfile
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -16,16 +15,16 @@ import torch
 
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.cli.progress import progress_bar
-from ssnas_core.cli.runs import open_tracker, resolve_experiment, tracking_uri
+from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment, tracking_uri
 from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, with_overrides
-from ssnas_core.errors import ConfigError, DivergenceError, TrialStopped
+from ssnas_core.errors import ConfigError
 from ssnas_core.evaluation.metrics import MULTILABEL, classification_metrics
 from ssnas_core.finetune.report import write_outputs
 from ssnas_core.finetune.serving import ServingModel
 from ssnas_core.finetune.setup import FinetuneSetup, build_derived, build_finetune, check_head, load_data
 from ssnas_core.search_space.genotype import Genotype
 from ssnas_core.search_space.network import count_parameters
-from ssnas_core.tracking.base import NullTracker, Tracker
+from ssnas_core.tracking.base import Tracker
 
 # Data settings a fine-tune takes from its search run unless given on the command line.
 INHERITED_DATA = ("data.dataset", "data.data_root", "data.size", "data.imbalance_factor")
@@ -165,10 +164,7 @@ def run_finetune(overrides: dict[str, Any], search_run: str | None = None, genot
     tags = {"ssnas.stage": "finetune", "ssnas.method": method, "ssnas.dataset": dataset.name,
             "ssnas.imbalance_factor": str(cfg.data.imbalance_factor), "ssnas.search_run_id": search_run or "",
             "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
-    if cfg.tracking.enabled:
-        tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
-    else:
-        tracker, run_id = NullTracker(), uuid.uuid4().hex
+    tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
     return _finetune_run(cfg, setup, genotype, tracker, run_id).run_id
 
 
@@ -191,10 +187,7 @@ def run_baseline(overrides: dict[str, Any], model_name: str) -> str:
     tags = {"ssnas.stage": "baseline", "ssnas.method": f"{model_name}-{cfg.finetune.loss}",
             "ssnas.dataset": dataset.name, "ssnas.imbalance_factor": str(cfg.data.imbalance_factor),
             "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
-    if cfg.tracking.enabled:
-        tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
-    else:
-        tracker, run_id = NullTracker(), uuid.uuid4().hex
+    tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
     return _finetune_run(cfg, setup, None, tracker, run_id).run_id
 
 
@@ -215,8 +208,7 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
     run_dir = Path(cfg.tracking.work_dir) / run_id / "artifacts"
     run_dir.mkdir(parents=True, exist_ok=True)
     metric = val_metric_name(cfg, dataset.task)
-    status = "FAILED"
-    try:
+    with ending(tracker) as outcome:
         tracker.log_params(flatten(cfg, sections=FINETUNE_SECTIONS))
         n_params = count_parameters(engine.model)
         if genotype is not None:
@@ -242,22 +234,10 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
         if cfg.tracking.enabled:
             _register(cfg, setup, tracker, run_id, run_dir, metric, val[metric],
                       register=register and genotype is not None)
-        status = "FINISHED"
+        outcome.status = "FINISHED"
         print(f"ssnas finetune: test ACC {test['acc']:.4f} AUC {test['auc']:.4f} (best val {metric} at epoch "
               f"{best_epoch})", file=sys.stderr)
         return FinetuneResult(run_id, metric, float(val[metric]), test)
-    except TrialStopped as stop:
-        status = "KILLED"
-        tracker.set_tags({"ssnas.trial_state": stop.reason, "ssnas.stopped_after_epoch": str(stop.epoch)})
-        raise
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except DivergenceError as err:
-        tracker.set_tags({"ssnas.diverged_at_step": str(err.step)})
-        raise
-    finally:
-        tracker.end(status)
 
 
 def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: str, run_dir: Path, metric: str,

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from ssnas_core.config import RunConfig
-from ssnas_core.errors import CheckpointError
-from ssnas_core.tracking.base import Tracker
+from ssnas_core.errors import CheckpointError, DivergenceError, TrialStopped
+from ssnas_core.tracking.base import NullTracker, Tracker
 
 
 def tracking_uri(cfg: RunConfig) -> str:
@@ -21,7 +25,10 @@ def resolve_experiment(cfg: RunConfig, dataset_name: str) -> str:
 
 
 def open_tracker(cfg: RunConfig, experiment: str, tags: dict[str, str], resume: str | None) -> tuple[Tracker, str]:
-    """Start a new MLflow run, or reopen ``resume``; returns the tracker and the run id."""
+    """Start a new MLflow run, or reopen ``resume``; with tracking off, a NullTracker and a fresh (or the
+    resumed) id. Returns the tracker and the run id."""
+    if not cfg.tracking.enabled:
+        return NullTracker(), resume or uuid.uuid4().hex
     from ssnas_core.tracking.mlflow_adapter import MlflowTracker
 
     uri = tracking_uri(cfg)
@@ -41,3 +48,31 @@ def fetch_checkpoint(cfg: RunConfig, run_id: str, dst: Path) -> None:
     if download_artifact(uri, run_id, "checkpoints/last.ckpt", dst) is None:
         raise CheckpointError(f"run {run_id} has no checkpoint (checkpoints/last.ckpt) in MLflow nor in "
                               f"{dst}: it never finished an epoch; start a new search")
+
+
+@dataclass
+class Outcome:
+    """The status a run ends with; the body sets FINISHED when it completes."""
+
+    status: str = "FAILED"
+
+
+@contextmanager
+def ending(tracker: Tracker) -> Iterator[Outcome]:
+    """End the run however the body leaves: FINISHED if it says so, KILLED on an interrupt or a
+    stopped trial, FAILED otherwise (with ``ssnas.diverged_at_step`` on divergence)."""
+    outcome = Outcome()
+    try:
+        yield outcome
+    except TrialStopped as stop:
+        outcome.status = "KILLED"
+        tracker.set_tags({"ssnas.trial_state": stop.reason, "ssnas.stopped_after_epoch": str(stop.epoch)})
+        raise
+    except KeyboardInterrupt:
+        outcome.status = "KILLED"
+        raise
+    except DivergenceError as err:
+        tracker.set_tags({"ssnas.diverged_at_step": str(err.step)})
+        raise
+    finally:
+        tracker.end(outcome.status)

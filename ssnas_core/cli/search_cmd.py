@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
-import uuid
 from pathlib import Path
 from typing import Any
 
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.cli.progress import progress_bar
-from ssnas_core.cli.runs import open_tracker, resolve_experiment
+from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment
 from ssnas_core.config import RUNTIME_KEYS, SEARCH_SECTIONS, RunConfig, config_sha, flatten, from_flat, with_overrides
-from ssnas_core.errors import ConfigError, DivergenceError
+from ssnas_core.errors import ConfigError
 from ssnas_core.search.artifacts import SearchArtifacts, alpha_metrics
 from ssnas_core.search.engine import EpochReport
 from ssnas_core.search.setup import build_search
 from ssnas_core.search_space.network import count_parameters
-from ssnas_core.tracking.base import NullTracker, Tracker
+from ssnas_core.tracking.base import Tracker
 
 
 def method_name(cfg: RunConfig) -> str:
@@ -85,11 +84,7 @@ def run_search(overrides: dict[str, Any], resume: str | None = None) -> str:
     experiment = resolve_experiment(cfg, dataset.name)
     tags = {"ssnas.stage": "search", "ssnas.method": method_name(cfg), "ssnas.dataset": dataset.name,
             "ssnas.imbalance_factor": str(cfg.data.imbalance_factor), "ssnas.config_sha": config_sha(cfg)}
-    tracker: Tracker
-    if cfg.tracking.enabled:
-        tracker, run_id = open_tracker(cfg, experiment, tags, resume)
-    else:
-        tracker, run_id = NullTracker(), resume or uuid.uuid4().hex
+    tracker, run_id = open_tracker(cfg, experiment, tags, resume)
     return _train(cfg, setup, tracker, run_id, state is not None)
 
 
@@ -98,9 +93,8 @@ def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: b
     run_dir = Path(cfg.tracking.work_dir) / run_id
     primitives = engine.supernet.primitives
     artifacts = SearchArtifacts(run_dir, tracker, primitives, cfg.search.nodes)
-    status = "FAILED"
     flat = flatten(cfg, sections=SEARCH_SECTIONS)
-    try:
+    with ending(tracker) as outcome:
         if not resumed:
             tracker.log_params(flat)
             info = {"n_params_supernet": count_parameters(engine.supernet), "device": str(setup.device),
@@ -123,14 +117,6 @@ def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: b
         genotype = engine.supernet.genotype(cfg.search.threshold)
         artifacts.final(genotype, engine.supernet.state_dict())
         tracker.set_tags({"ssnas.genotype": json.dumps(genotype.skip_count())})
-        status = "FINISHED"
+        outcome.status = "FINISHED"
         _print_ui_hint(tracker, run_id)
         return run_id
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    except DivergenceError as err:
-        tracker.set_tags({"ssnas.diverged_at_step": str(err.step)})
-        raise
-    finally:
-        tracker.end(status)
