@@ -90,15 +90,19 @@ def test_downloaded_model_predicts_in_a_fresh_process(searched, tmp_path) -> Non
         "import sys, json, mlflow.pytorch, torch\n"
         "from ssnas_core.data.registry import load_dataset\n"
         "from ssnas_core.evaluation.metrics import medmnist_acc\n"
-        f"model = mlflow.pytorch.load_model({str(out / 'model')!r})\n"
+        "from ssnas_core.finetune.portable import load_model\n"
         "ds = load_dataset('synthetic')\n"
-        "with torch.no_grad(): score = model(ds.test.images.float()).numpy()\n"
-        "print(json.dumps(medmnist_acc(ds.test.labels.numpy(), score, ds.task)))\n"
+        "accs = []\n"
+        f"for model in (mlflow.pytorch.load_model({str(out / 'model')!r}), load_model({str(out)!r})):\n"
+        "    with torch.no_grad(): score = model(ds.test.images.float()).numpy()\n"
+        "    accs.append(medmnist_acc(ds.test.labels.numpy(), score, ds.task))\n"
+        "print(json.dumps(accs))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1]) == pytest.approx(logged, abs=1e-9)
+    unpickled, rebuilt = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert unpickled == pytest.approx(logged, abs=1e-9) and rebuilt == pytest.approx(logged, abs=1e-9)
     assert (out / "model" / "genotype.json").exists() or any(out.rglob("genotype.json"))
 
 

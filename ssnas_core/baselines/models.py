@@ -107,4 +107,6 @@ def create_baseline(name: str, c_in: int, n_classes: int, size: int) -> nn.Modul
 
     if name not in BASELINES:
         raise ConfigError(f"unknown baseline model {name!r}: choose one of {', '.join(sorted(BASELINES))}")
-    return BASELINES[name](c_in, n_classes, size)
+    model = BASELINES[name](c_in, n_classes, size)
+    model.ssnas_baseline = name  # how a logged model names its architecture (finetune.portable)
+    return model

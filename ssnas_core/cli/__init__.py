@@ -129,8 +129,12 @@ def _models_parser(sub: Any) -> None:
     p = sub.add_parser("models", help="registered models")
     msub = p.add_subparsers(dest="models_command", required=True, metavar="SUBCOMMAND")
     d = msub.add_parser("download", help="download a registered model and its genotype",
-                        description="Write an MLflow model directory that `mlflow.pytorch.load_model(DIR)` loads in "
-                                    "a fresh Python; it maps float32 pixels (B, C, H, W) in 0-255 to probabilities.")
+                        description="Write the registered model into --out. Load it without unpickling with "
+                                    "`ssnas_core.finetune.portable.load_model(OUT)` (architecture rebuilt from "
+                                    "model_config.json, tensors read with torch.load(weights_only=True) after a "
+                                    "sha256 check), or with `mlflow.pytorch.load_model(OUT/model)`, which unpickles "
+                                    "and so runs code from the registry. Either maps float32 pixels (B, C, H, W) "
+                                    "in 0-255 to probabilities (B, K).")
     d.add_argument("spec", metavar="NAME[@ALIAS]", help="e.g. ssnas-pneumoniamnist@champion, or NAME/VERSION")
     d.add_argument("--out", required=True, help="folder to write the model into")
     d.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "

@@ -19,6 +19,7 @@ from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment, tracki
 from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, with_overrides
 from ssnas_core.errors import ConfigError
 from ssnas_core.evaluation.metrics import MULTILABEL, classification_metrics
+from ssnas_core.finetune.portable import write_portable
 from ssnas_core.finetune.report import write_outputs
 from ssnas_core.finetune.serving import ServingModel
 from ssnas_core.finetune.setup import FinetuneSetup, build_derived, build_finetune, check_head, load_data
@@ -249,11 +250,11 @@ def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: st
     serving = ServingModel(copy.deepcopy(setup.engine.model).float().to(memory_format=torch.contiguous_format),
                            views.mean, views.std, setup.dataset.is_multilabel)
     example = setup.dataset.test.images[:2].float().numpy()
-    config = run_dir / "model_config.json"
-    config.write_text(json.dumps({"dataset": setup.dataset.name, "task": setup.dataset.task,
-                                  "class_names": list(setup.dataset.class_names), "input": "float32 (B, C, H, W) "
-                                  "pixel values 0-255", "output": "probabilities (B, K)"}, indent=2))
-    extra = [run_dir / "genotype.json", config] if register else [config]
+    ds = setup.dataset
+    portable = write_portable(serving, run_dir / "portable", {
+        "dataset": ds.name, "task": ds.task, "class_names": list(ds.class_names), "in_channels": ds.n_channels,
+        "n_classes": ds.n_classes, "image_size": ds.size})
+    extra = [run_dir / "genotype.json", *portable] if register else portable
     log_pytorch_model(tracking_uri(cfg), run_id, serving, example, extra)
     if not register:
         return

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
 def download(spec: str, out: str, uri: str = "") -> str:
-    """Download a registered model (MLflow model dir, with genotype.json and model_config.json) into ``out``."""
+    """Download a registered model (MLflow model dir with genotype.json, model_config.json, weights.pt) into ``out``."""
     from ssnas_core.tracking.mlflow_adapter import check_reachable, default_tracking_uri
     from ssnas_core.tracking.mlflow_registry import download_model
 
@@ -15,4 +16,7 @@ def download(spec: str, out: str, uri: str = "") -> str:
     check_reachable(uri)
     path, info = download_model(uri, spec, Path(out))
     (Path(out) / "version.json").write_text(json.dumps(info, indent=2))
+    if any(Path(out).rglob("model_config.json")):
+        print(f"ssnas models: {info['name']} version {info['version']} in {out}; load it without unpickling: "
+              f"ssnas_core.finetune.portable.load_model({str(out)!r})", file=sys.stderr)
     return str(path)

@@ -31,6 +31,7 @@ class DerivedNetwork(nn.Module):
                  n_classes: int | None = None) -> None:
         super().__init__()
         self.genotype = genotype.validate()
+        self.width, self.n_cells = c, n_cells
         n_nodes = genotype.n_nodes
         self.stem = make_stem(c_in, 3 * c, image_size)
         layout = cell_channels(c, n_cells, n_nodes)
