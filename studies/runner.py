@@ -227,6 +227,9 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
                                         pruner=make_pruner(pruner), direction=module.DIRECTION, load_if_exists=True)
             study.set_user_attr("kind", ctx.kind)
             study.set_user_attr("context", _context_attrs(ctx))
+            reference = getattr(module, "reference", None)
+            if reference is not None and not study.trials:  # a new study: its first trial is the untuned setting
+                study.enqueue_trial(reference(ctx), user_attrs={"ssnas.reference": True}, skip_if_exists=True)
         else:
             try:
                 study = optuna.load_study(study_name=ctx.study, storage=storage,
@@ -283,6 +286,10 @@ def _summarize(ctx: StudyContext, study: optuna.Study) -> None:
         return
     print(f"ssnas study {ctx.study}: best trial {best.number} value {best.value:.4f} params {best.params}",
           file=sys.stderr)
+    for t in study.trials:
+        if t.user_attrs.get("ssnas.reference") and t.state == TrialState.COMPLETE:
+            print(f"ssnas study {ctx.study}: untuned reference (trial {t.number}, {t.params}) value {t.value:.4f}",
+                  file=sys.stderr)
 
 
 def _register_best(ctx: StudyContext, study: optuna.Study) -> None:

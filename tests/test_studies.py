@@ -155,6 +155,9 @@ def test_a_resumed_study_continues_its_numbering(pg) -> None:
     study = optuna.load_study(study_name="s", storage=_rdb(storage))
     assert [t.number for t in study.trials] == [0, 1, 2]
     assert len(_runs_by_trial(store)) == 3
+    # Trial 0 is the untuned fine-tune (paper defaults), enqueued once, not again on resume.
+    assert study.trials[0].params == {"gamma": 2.0, "tau": 1.0, "lr": 0.025}
+    assert [t.number for t in study.trials if t.user_attrs.get("ssnas.reference")] == [0]
 
 
 @pytest.mark.parametrize("case", ["bad url", "unreachable", "unknown study", "unknown kind"])
