@@ -18,8 +18,8 @@ FORBIDDEN = {
     "data": ("search_space", "losses", "search", "tracking", "cli"),
     "search_space": ("search", "tracking", "cli"),
     "losses": ("search_space", "search", "tracking", "cli"),
-    "search": ("tracking.mlflow_adapter", "tracking.mlflow_registry", "cli"),
-    "finetune": ("tracking.mlflow_adapter", "tracking.mlflow_registry", "cli"),
+    "search": ("tracking.mlflow_adapter", "tracking.mlflow_registry", "tracking.mlflow_store", "cli"),
+    "finetune": ("tracking.mlflow_adapter", "tracking.mlflow_registry", "tracking.mlflow_store", "cli"),
     "evaluation": ("search", "finetune", "tracking", "cli"),
 }
 

@@ -17,13 +17,8 @@ from mlflow import MlflowClient  # noqa: E402
 
 from ssnas_core.errors import TrackingError  # noqa: E402
 from ssnas_core.tracking.base import Tracker  # noqa: E402
-from ssnas_core.tracking.mlflow_adapter import (  # noqa: E402
-    MlflowTracker,
-    check_reachable,
-    default_tracking_uri,
-    get_run_info,
-    metric_key,
-)
+from ssnas_core.tracking.mlflow_adapter import MlflowTracker, get_run_info, metric_key  # noqa: E402
+from ssnas_core.tracking.mlflow_store import check_reachable, default_tracking_uri  # noqa: E402
 
 EXPERIMENT = "ssnas-test"
 

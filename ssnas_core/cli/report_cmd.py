@@ -16,8 +16,9 @@ from ssnas_core.evaluation.report import class_columns, summarize, to_csv, to_ma
 def run_report(experiment: str, uri: str, out: str, mode: str) -> str:
     """Write the report into ``out`` and log it as a ``report`` run; returns the folder."""
     from ssnas_core import viz
-    from ssnas_core.tracking.mlflow_adapter import MlflowTracker, default_tracking_uri, download_artifact
+    from ssnas_core.tracking.mlflow_adapter import MlflowTracker, download_artifact
     from ssnas_core.tracking.mlflow_query import experiment_runs
+    from ssnas_core.tracking.mlflow_store import default_tracking_uri
 
     uri = uri or default_tracking_uri()
     runs = experiment_runs(uri, experiment, ("finetune", "baseline"))

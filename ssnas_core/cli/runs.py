@@ -14,7 +14,7 @@ from ssnas_core.tracking.base import NullTracker, Tracker
 
 
 def tracking_uri(cfg: RunConfig) -> str:
-    from ssnas_core.tracking.mlflow_adapter import default_tracking_uri
+    from ssnas_core.tracking.mlflow_store import default_tracking_uri
 
     return cfg.tracking.tracking_uri or default_tracking_uri()
 

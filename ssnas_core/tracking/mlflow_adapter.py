@@ -1,4 +1,4 @@
-"""The MLflow adapter: the only module of ssnas that imports mlflow.
+"""The MLflow adapter: runs through ``MlflowClient`` (``tracking/`` is the only package of ssnas that imports mlflow).
 
 It talks to the store through ``MlflowClient`` only, never the fluent API, so
 no ``atexit`` hook can mark a crashed run FINISHED (mlflow/mlflow#3932): the
@@ -10,17 +10,13 @@ MLflow sees them, and metric steps already in the store are not sent twice.
 from __future__ import annotations
 
 import math
-import os
 import re
 import time
-import urllib.error
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping
-from urllib.parse import unquote, urlparse
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ssnas_core.errors import TrackingError
+from ssnas_core.tracking.mlflow_store import check_reachable, client_for, one_line, redact, sqlite_path, store_errors
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -30,7 +26,6 @@ END_STATUSES = ("FINISHED", "FAILED", "KILLED")
 _PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
 _METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
 _MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
-_PROBE_TIMEOUT_S = 5.0
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # mlflow.utils.validation (non-Windows)
 
 
@@ -43,106 +38,6 @@ def metric_key(name: str) -> str:
     return _BAD_KEY_CHARS.sub("_", name.replace("->", "-"))
 
 
-def default_tracking_uri() -> str:
-    """Return ``$MLFLOW_TRACKING_URI`` if set, else a SQLite store ``./mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
-
-
-def _sqlite_path(tracking_uri: str) -> Path | None:
-    """Return the database file of a ``sqlite:///`` URI, or None for other schemes."""
-    if not tracking_uri.startswith("sqlite:"):
-        return None
-    path = unquote(tracking_uri[len("sqlite:") :].lstrip("/").split("?", 1)[0])
-    if path in ("", ":memory:"):
-        return None
-    # sqlite:////abs/path -> /abs/path; sqlite:///rel/path -> rel/path
-    return Path("/" + path) if tracking_uri.startswith("sqlite:////") else Path(path)
-
-
-def check_reachable(tracking_uri: str) -> None:
-    """Fail fast, with one clear line, when the tracking store cannot be used.
-
-    HTTP(S) servers are probed at ``/health`` with a 5 s timeout (instead of
-    MLflow's 7 retries with backoff); a SQLite file's directory must exist and be
-    writable; a PostgreSQL URL must accept a connection within 5 s.
-
-    Args:
-        tracking_uri: The MLflow tracking URI.
-
-    Raises:
-        TrackingError: The store is unreachable or unusable.
-    """
-    scheme = urlparse(tracking_uri).scheme.lower()
-    if scheme in ("http", "https"):
-        url = tracking_uri.rstrip("/") + "/health"
-        try:
-            with urllib.request.urlopen(url, timeout=_PROBE_TIMEOUT_S):  # noqa: S310 (http(s) only)
-                pass
-        except urllib.error.HTTPError as exc:
-            if exc.code >= 500:
-                msg = f"MLflow server {_redact(tracking_uri)} answered /health with HTTP {exc.code}"
-                raise TrackingError(f"{msg}; check the server's log or pass another --tracking-uri") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            msg = f"cannot reach MLflow server {_redact(tracking_uri)} ({getattr(exc, 'reason', exc)})"
-            raise TrackingError(f"{msg}; start it or pass another --tracking-uri / MLFLOW_TRACKING_URI") from exc
-    elif scheme == "sqlite":
-        db = _sqlite_path(tracking_uri)
-        if db is None:  # in-memory database
-            return
-        folder = db.absolute().parent
-        if not folder.is_dir():
-            raise TrackingError(f"tracking store {tracking_uri}: folder {folder} does not exist; create it first")
-        target = db if db.exists() else folder
-        if not os.access(target, os.W_OK):
-            raise TrackingError(f"tracking store {tracking_uri}: {target} is not writable; fix its permissions")
-    elif scheme.startswith("postgres"):
-        import sqlalchemy
-
-        url = tracking_uri.replace("postgres://", "postgresql://", 1)
-        try:
-            engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
-            with engine.connect():
-                pass
-            engine.dispose()
-        except ImportError as exc:
-            msg = f"tracking URI {_redact(tracking_uri)} needs a PostgreSQL driver ({exc})"
-            fix = "pip install 'psycopg[binary]' (or psycopg2-binary and a postgresql+psycopg2:// URI)"
-            raise TrackingError(f"{msg}; {fix}") from exc
-        except Exception as exc:  # noqa: BLE001 (driver errors have no common base)
-            msg = f"cannot connect to tracking database {_redact(tracking_uri)} ({_one_line(exc)[:200]})"
-            raise TrackingError(f"{msg}; check that PostgreSQL runs and the URL, user and password") from exc
-
-
-def _redact(uri: str) -> str:
-    """Hide the password of a database URL."""
-    parsed = urlparse(uri)
-    if parsed.password:
-        return uri.replace(f":{parsed.password}@", ":***@", 1)
-    return uri
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text[:500] if text else type(exc).__name__
-
-
-@contextmanager
-def _errors(what: str, tracking_uri: str) -> Iterator[None]:
-    """Turn MLflow and I/O failures into a one-line ``TrackingError``."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        yield
-    except (MlflowException, OSError) as exc:
-        raise TrackingError(f"MLflow {what} failed at {_redact(tracking_uri)}: {_one_line(exc)}") from exc
-
-
-def _client(tracking_uri: str) -> MlflowClient:
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri)
-
-
 def _get_run(client: MlflowClient, tracking_uri: str, run_id: str) -> Run:
     """Fetch a run; an unknown id is a ``TrackingError`` that names it."""
     from mlflow.exceptions import MlflowException
@@ -151,9 +46,9 @@ def _get_run(client: MlflowClient, tracking_uri: str, run_id: str) -> Run:
         return client.get_run(run_id)
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            msg = f"MLflow run {run_id!r} not found at {_redact(tracking_uri)}"
+            msg = f"MLflow run {run_id!r} not found at {redact(tracking_uri)}"
             raise TrackingError(f"{msg}; check the run id and --tracking-uri") from exc
-        raise TrackingError(f"MLflow get_run({run_id}) failed: {_one_line(exc)}") from exc
+        raise TrackingError(f"MLflow get_run({run_id}) failed: {one_line(exc)}") from exc
 
 
 def _ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> str:
@@ -167,7 +62,7 @@ def _ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> st
 
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
-        db = _sqlite_path(tracking_uri)
+        db = sqlite_path(tracking_uri)
         location = (db.absolute().parent / "mlartifacts").as_uri() if db else None
         try:
             return str(client.create_experiment(name, artifact_location=location))
@@ -220,8 +115,8 @@ class MlflowTracker:
             TrackingError: The store refuses or cannot be reached.
         """
         check_reachable(tracking_uri)
-        client = _client(tracking_uri)
-        with _errors("run creation", tracking_uri):
+        client = client_for(tracking_uri)
+        with store_errors("run creation", tracking_uri):
             experiment_id = _ensure_experiment(client, tracking_uri, experiment)
             run = client.create_run(experiment_id, tags={k: str(v) for k, v in tags.items()}, run_name=run_name)
         return cls(client, run.info.run_id, experiment_id, tracking_uri)
@@ -234,11 +129,11 @@ class MlflowTracker:
             TrackingError: The run does not exist or is already FINISHED.
         """
         check_reachable(tracking_uri)
-        client = _client(tracking_uri)
+        client = client_for(tracking_uri)
         run = _get_run(client, tracking_uri, run_id)
         if run.info.status == "FINISHED":
             raise TrackingError(f"MLflow run {run_id} is already finished; it cannot be resumed, start a new run")
-        with _errors("resume", tracking_uri):
+        with store_errors("resume", tracking_uri):
             client.update_run(run_id, status="RUNNING")
         return cls(client, run_id, run.info.experiment_id, tracking_uri, run.data.params, True)
 
@@ -263,7 +158,7 @@ class MlflowTracker:
             raise TrackingError(f"{msg}; log them as an artifact instead")
         new = [Param(k, v) for k, v in values.items() if k not in self._params]
         for i in range(0, len(new), _PARAMS_PER_BATCH):
-            with _errors("log_params", self.tracking_uri):
+            with store_errors("log_params", self.tracking_uri):
                 self._client.log_batch(self.run_id, params=new[i : i + _PARAMS_PER_BATCH])
         self._params.update(values)
 
@@ -272,7 +167,7 @@ class MlflowTracker:
         if not self._resumed:
             return None
         if key not in self._floor:
-            with _errors("get_metric_history", self.tracking_uri):
+            with store_errors("get_metric_history", self.tracking_uri):
                 history = self._client.get_metric_history(self.run_id, key)
             self._floor[key] = max((m.step for m in history), default=-1)
         return self._floor[key]
@@ -292,12 +187,12 @@ class MlflowTracker:
             if math.isfinite(number) and (floor is None or step > floor):
                 batch.append(Metric(key, number, timestamp, int(step)))
         for i in range(0, len(batch), _METRICS_PER_BATCH):
-            with _errors("log_metrics", self.tracking_uri):
+            with store_errors("log_metrics", self.tracking_uri):
                 self._client.log_batch(self.run_id, metrics=batch[i : i + _METRICS_PER_BATCH])
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         """Upload the file or folder ``local_path`` under ``artifact_path``."""
-        with _errors(f"log_artifact({local_path})", self.tracking_uri):
+        with store_errors(f"log_artifact({local_path})", self.tracking_uri):
             if Path(local_path).is_dir():
                 self._client.log_artifacts(self.run_id, str(local_path), artifact_path)
             else:
@@ -313,7 +208,7 @@ class MlflowTracker:
 
         items = [RunTag(str(k), str(v)) for k, v in tags.items()]
         for i in range(0, len(items), _PARAMS_PER_BATCH):
-            with _errors("set_tags", self.tracking_uri):
+            with store_errors("set_tags", self.tracking_uri):
                 self._client.log_batch(self.run_id, tags=items[i : i + _PARAMS_PER_BATCH])
 
     def end(self, status: str = "FINISHED") -> None:
@@ -326,7 +221,7 @@ class MlflowTracker:
             raise ValueError(f"run status {status!r} is not one of {END_STATUSES}")
         if self._ended:
             return
-        with _errors(f"ending run {self.run_id} as {status}", self.tracking_uri):
+        with store_errors(f"ending run {self.run_id} as {status}", self.tracking_uri):
             self._client.set_terminated(self.run_id, status)
         self._ended = True
 
@@ -334,18 +229,18 @@ class MlflowTracker:
 def _download(client: MlflowClient, uri: str, run_id: str, artifact_path: str, dst_dir: str | Path) -> Path | None:
     """Download one artifact of a run, or return None when it does not exist."""
     parent, _, _ = artifact_path.rstrip("/").rpartition("/")
-    with _errors(f"list_artifacts({run_id})", uri):
+    with store_errors(f"list_artifacts({run_id})", uri):
         listed = {f.path for f in client.list_artifacts(run_id, parent or None)}
     if artifact_path.rstrip("/") not in listed:
         return None
     Path(dst_dir).mkdir(parents=True, exist_ok=True)
-    with _errors(f"download of {artifact_path} from run {run_id}", uri):
+    with store_errors(f"download of {artifact_path} from run {run_id}", uri):
         return Path(client.download_artifacts(run_id, artifact_path, str(dst_dir)))
 
 
 def download_artifact(tracking_uri: str, run_id: str, artifact_path: str, dst_dir: str | Path) -> Path | None:
     """Download ``artifact_path`` of run ``run_id``; None when the run lacks it."""
-    return _download(_client(tracking_uri), tracking_uri, run_id, artifact_path, dst_dir)
+    return _download(client_for(tracking_uri), tracking_uri, run_id, artifact_path, dst_dir)
 
 
 def get_run_info(tracking_uri: str, run_id: str) -> dict[str, Any]:
@@ -359,7 +254,7 @@ def get_run_info(tracking_uri: str, run_id: str) -> dict[str, Any]:
         TrackingError: The run does not exist or the store is unreachable.
     """
     check_reachable(tracking_uri)
-    run = _get_run(_client(tracking_uri), tracking_uri, run_id)
+    run = _get_run(client_for(tracking_uri), tracking_uri, run_id)
     return {
         "run_id": run.info.run_id,
         "experiment_id": run.info.experiment_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ssnas_core.errors import TrackingError
-from ssnas_core.tracking.mlflow_adapter import _client, _errors, check_reachable
+from ssnas_core.tracking.mlflow_store import check_reachable, client_for, store_errors
 
 
 def experiment_runs(tracking_uri: str, experiment: str, stages: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -15,8 +15,8 @@ def experiment_runs(tracking_uri: str, experiment: str, stages: tuple[str, ...])
         TrackingError: no such experiment (the message lists the known ones).
     """
     check_reachable(tracking_uri)
-    client = _client(tracking_uri)
-    with _errors("experiment lookup", tracking_uri):
+    client = client_for(tracking_uri)
+    with store_errors("experiment lookup", tracking_uri):
         exp = client.get_experiment_by_name(experiment)
         if exp is None:
             known = ", ".join(sorted(e.name for e in client.search_experiments())) or "none"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ssnas_core.errors import TrackingError
-from ssnas_core.tracking.mlflow_adapter import _client, _errors
+from ssnas_core.tracking.mlflow_store import client_for, store_errors
 
 CHAMPION = "champion"
 
@@ -44,8 +44,8 @@ def log_pytorch_model(tracking_uri: str, run_id: str, model: Any, input_example:
     with torch.no_grad():
         output = model(torch.from_numpy(input_example)).numpy()
     signature = infer_signature(input_example, output)
-    client = _client(tracking_uri)
-    with tempfile.TemporaryDirectory() as tmp, _errors("model logging", tracking_uri):
+    client = client_for(tracking_uri)
+    with tempfile.TemporaryDirectory() as tmp, store_errors("model logging", tracking_uri):
         local = Path(tmp) / "model"
         # Explicit requirements: MLflow's inference imports the model in a subprocess (seconds per model).
         requirements = [f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}", "numpy"]
@@ -70,8 +70,8 @@ def register_model(tracking_uri: str, name: str, run_id: str, metric: str, value
     """
     from mlflow.exceptions import MlflowException
 
-    client = _client(tracking_uri)
-    with _errors(f"registration of {name}", tracking_uri):
+    client = client_for(tracking_uri)
+    with store_errors(f"registration of {name}", tracking_uri):
         try:
             client.create_registered_model(name)
         except MlflowException as exc:
@@ -104,7 +104,7 @@ def download_model(tracking_uri: str, spec: str, out: Path) -> tuple[Path, dict[
     """
     from mlflow.exceptions import MlflowException
 
-    client = _client(tracking_uri)
+    client = client_for(tracking_uri)
     name, _, rest = spec.replace("/", "@", 1).partition("@")
     try:
         if not rest:
@@ -121,7 +121,7 @@ def download_model(tracking_uri: str, spec: str, out: Path) -> tuple[Path, dict[
         raise TrackingError(f"model {spec!r} not found at {tracking_uri}: {str(exc).splitlines()[0]}; "
                             "use NAME, NAME@ALIAS or NAME/VERSION") from exc
     out.mkdir(parents=True, exist_ok=True)
-    with _errors(f"download of {spec}", tracking_uri):
+    with store_errors(f"download of {spec}", tracking_uri):
         path = Path(client.download_artifacts(mv.run_id, "model", str(out)))
     return path, {"name": name, "version": str(mv.version), "run_id": str(mv.run_id),
                   "aliases": ",".join(getattr(mv, "aliases", []) or [])}

@@ -1,0 +1,121 @@
+"""Where the MLflow store is, whether it can be reached, and how its failures read: one line, password hidden.
+
+Shared by the adapter (runs), the registry and the report queries.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+from urllib.parse import unquote, urlparse
+
+from ssnas_core.errors import TrackingError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+_PROBE_TIMEOUT_S = 5.0
+
+
+def default_tracking_uri() -> str:
+    """Return ``$MLFLOW_TRACKING_URI`` if set, else a SQLite store ``./mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """Return the database file of a ``sqlite:///`` URI, or None for other schemes."""
+    if not tracking_uri.startswith("sqlite:"):
+        return None
+    path = unquote(tracking_uri[len("sqlite:") :].lstrip("/").split("?", 1)[0])
+    if path in ("", ":memory:"):
+        return None
+    # sqlite:////abs/path -> /abs/path; sqlite:///rel/path -> rel/path
+    return Path("/" + path) if tracking_uri.startswith("sqlite:////") else Path(path)
+
+
+def check_reachable(tracking_uri: str) -> None:
+    """Fail fast, with one clear line, when the tracking store cannot be used.
+
+    HTTP(S) servers are probed at ``/health`` with a 5 s timeout (instead of
+    MLflow's 7 retries with backoff); a SQLite file's directory must exist and be
+    writable; a PostgreSQL URL must accept a connection within 5 s.
+
+    Args:
+        tracking_uri: The MLflow tracking URI.
+
+    Raises:
+        TrackingError: The store is unreachable or unusable.
+    """
+    scheme = urlparse(tracking_uri).scheme.lower()
+    if scheme in ("http", "https"):
+        url = tracking_uri.rstrip("/") + "/health"
+        try:
+            with urllib.request.urlopen(url, timeout=_PROBE_TIMEOUT_S):  # noqa: S310 (http(s) only)
+                pass
+        except urllib.error.HTTPError as exc:
+            if exc.code >= 500:
+                msg = f"MLflow server {redact(tracking_uri)} answered /health with HTTP {exc.code}"
+                raise TrackingError(f"{msg}; check the server's log or pass another --tracking-uri") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            msg = f"cannot reach MLflow server {redact(tracking_uri)} ({getattr(exc, 'reason', exc)})"
+            raise TrackingError(f"{msg}; start it or pass another --tracking-uri / MLFLOW_TRACKING_URI") from exc
+    elif scheme == "sqlite":
+        db = sqlite_path(tracking_uri)
+        if db is None:  # in-memory database
+            return
+        folder = db.absolute().parent
+        if not folder.is_dir():
+            raise TrackingError(f"tracking store {tracking_uri}: folder {folder} does not exist; create it first")
+        target = db if db.exists() else folder
+        if not os.access(target, os.W_OK):
+            raise TrackingError(f"tracking store {tracking_uri}: {target} is not writable; fix its permissions")
+    elif scheme.startswith("postgres"):
+        import sqlalchemy
+
+        url = tracking_uri.replace("postgres://", "postgresql://", 1)
+        try:
+            engine = sqlalchemy.create_engine(url, connect_args={"connect_timeout": 5})
+            with engine.connect():
+                pass
+            engine.dispose()
+        except ImportError as exc:
+            msg = f"tracking URI {redact(tracking_uri)} needs a PostgreSQL driver ({exc})"
+            fix = "pip install 'psycopg[binary]' (or psycopg2-binary and a postgresql+psycopg2:// URI)"
+            raise TrackingError(f"{msg}; {fix}") from exc
+        except Exception as exc:  # noqa: BLE001 (driver errors have no common base)
+            msg = f"cannot connect to tracking database {redact(tracking_uri)} ({one_line(exc)[:200]})"
+            raise TrackingError(f"{msg}; check that PostgreSQL runs and the URL, user and password") from exc
+
+
+def redact(uri: str) -> str:
+    """Hide the password of a database URL."""
+    parsed = urlparse(uri)
+    if parsed.password:
+        return uri.replace(f":{parsed.password}@", ":***@", 1)
+    return uri
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:500] if text else type(exc).__name__
+
+
+@contextmanager
+def store_errors(what: str, tracking_uri: str) -> Iterator[None]:
+    """Turn MLflow and I/O failures into a one-line ``TrackingError``."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except (MlflowException, OSError) as exc:
+        raise TrackingError(f"MLflow {what} failed at {redact(tracking_uri)}: {one_line(exc)}") from exc
+
+
+def client_for(tracking_uri: str) -> MlflowClient:
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri)
