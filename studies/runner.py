@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 import warnings
@@ -20,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import optuna
 from optuna.exceptions import ExperimentalWarning
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from ssnas_core.errors import ConfigError, TrackingError, TrialStopped
+from ssnas_core.errors import ConfigError, DivergenceError, TrackingError, TrialStopped
 from studies import load_study_module
 
 warnings.filterwarnings("ignore", category=ExperimentalWarning)  # retry_history is experimental since 3.0
@@ -238,19 +240,33 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
                 raise StudyError(f"no study named {ctx.study!r} in the storage: start it with "
                                  f"`ssnas study run {ctx.kind} --study-name {ctx.study}`") from exc
             _apply_context(ctx, study.user_attrs.get("context", {}))
+        # Seeded from the study's state: a resumed study does not replay its first suggestions, and each worker
+        # draws its own (workers sharing one seed would suggest the same parameters in the random start-up phase).
+        study.sampler = _sampler(module, ctx, sampler, _sampler_seed(seed, len(study.trials), worker=not create))
         ctx.parent_run_id = _parent_run(ctx, study, create)
         if create and n_trials:
             study.set_user_attr("n_trials", n_trials)
         total = n_trials or int(study.user_attrs.get("n_trials", module.DEFAULT_TRIALS))
-        study.optimize(objective_for(ctx), n_trials=total, timeout=timeout, catch=(TrackingError,),
-                       callbacks=[MaxTrialsCallback(total, states=(TrialState.COMPLETE, TrialState.PRUNED))],
-                       gc_after_trial=True)
+        finished = (TrialState.COMPLETE, TrialState.PRUNED)
+        if len(study.get_trials(deepcopy=False, states=finished)) < total:
+            # The study stops at `total` finished trials (the callback); failed ones (a diverged trial, a dead
+            # worker's) do not count, so a process may run up to twice the budget. A diverged trial (e.g. too
+            # high a learning rate) is a FAIL of that trial, not of the worker.
+            study.optimize(objective_for(ctx), n_trials=2 * total, timeout=timeout,
+                           catch=(TrackingError, DivergenceError),
+                           callbacks=[MaxTrialsCallback(total, states=finished)], gc_after_trial=True)
         _summarize(ctx, study)
         if create:
             _register_best(ctx, study)
         return study
     finally:
         storage.engine.dispose()
+
+
+def _sampler_seed(seed: int, n_existing: int, worker: bool) -> int:
+    """``seed`` and the study's trial count; a worker adds its process's entropy."""
+    entropy = [seed, n_existing] + ([os.getpid(), time.time_ns()] if worker else [])
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
 def _sampler(module: Any, ctx: StudyContext, name: str, seed: int) -> optuna.samplers.BaseSampler:

@@ -103,6 +103,7 @@ def test_four_workers_share_one_study_and_each_trial_has_one_run(pg) -> None:
     study = optuna.load_study(study_name="s", storage=_rdb(storage))
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
     assert 16 <= len(done) <= 19  # in-flight trials of other workers may finish after the 16th
+    assert len({tuple(sorted(t.params.items())) for t in done}) == len(done)  # no two workers drew the same
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
     runs = _runs_by_trial(store)
     parent = study.user_attrs["mlflow_parent_run_id"]
@@ -158,6 +159,30 @@ def test_a_resumed_study_continues_its_numbering(pg) -> None:
     # Trial 0 is the untuned fine-tune (paper defaults), enqueued once, not again on resume.
     assert study.trials[0].params == {"gamma": 2.0, "tau": 1.0, "lr": 0.025}
     assert [t.number for t in study.trials if t.user_attrs.get("ssnas.reference")] == [0]
+    assert study.trials[1].params != study.trials[2].params  # the resumed sampler does not replay its draws
+
+
+def test_a_diverged_trial_fails_without_stopping_the_worker(workdir, monkeypatch) -> None:
+    import studies.tune_finetune as tune
+
+    real = tune.run_trial
+
+    def diverge_once(overrides, ctx, run):  # the first trial trains with a learning rate that must blow up
+        first = not getattr(diverge_once, "done", False)
+        diverge_once.done = True
+        return real({**overrides, "finetune.lr": 1e8} if first else overrides, ctx, run)
+
+    monkeypatch.setattr(tune, "run_trial", diverge_once)
+    (workdir / "g.json").write_text(Supernet(1, 4).genotype().to_json())
+    storage = f"sqlite:///{workdir / 'o.db'}"
+    assert main(["study", "run", "tune_finetune", "--storage", storage, "--study-name", "d", "--genotype", "g.json",
+                 *TRIAL, "--epochs", "1", "--n-trials", "2", "--pruner", "none"]) == 0
+    study = optuna.load_study(study_name="d", storage=storage)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
+    exp = client.get_experiment_by_name("ssnas-study-d")
+    (failed,) = client.search_runs([exp.experiment_id], "tags.`ssnas.trial` = '0'")
+    assert failed.info.status == "FAILED"
 
 
 @pytest.mark.parametrize("case", ["bad url", "unreachable", "unknown study", "unknown kind"])
