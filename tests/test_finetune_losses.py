@@ -32,6 +32,20 @@ def test_focal_down_weights_easy_examples_and_alpha_weights_classes() -> None:
     assert FocalLoss(2.0, alpha)(hard, y).item() == pytest.approx(3 * FocalLoss(2.0)(hard, y).item(), rel=1e-6)
 
 
+@pytest.mark.parametrize("gamma", [0.3, 0.5, 0.9, 2.0])
+def test_focal_gradient_is_finite_on_a_perfectly_classified_sample(gamma: float) -> None:
+    """With 0 < gamma < 1, (1 - p)^gamma has an infinite slope at p = 1: the backward pass gave NaN."""
+    logits = torch.tensor([[60.0, -60.0], [0.3, 0.1]], requires_grad=True)  # row 0: p == 1 in float32
+    FocalLoss(gamma)(logits, torch.tensor([0, 1])).backward()
+    assert torch.isfinite(logits.grad).all()
+    multi = torch.tensor([[60.0, -60.0, 0.2]], requires_grad=True)
+    SigmoidFocalLoss(gamma)(multi, torch.tensor([[1.0, 0.0, 1.0]])).backward()
+    assert torch.isfinite(multi.grad).all()
+    assert FocalLoss(gamma)(torch.tensor([[2.0, 0.0]]), torch.tensor([0])).item() == pytest.approx(
+        -((1 - torch.sigmoid(torch.tensor(2.0))) ** gamma * torch.log(torch.sigmoid(torch.tensor(2.0)))).item(),
+        rel=1e-6)  # the value away from p = 1 is unchanged
+
+
 def test_logit_adjustment_tau_zero_changes_nothing_and_eval_uses_plain_logits() -> None:
     logits = torch.randn(4, 3)
     prior = torch.tensor([0.7, 0.2, 0.1])

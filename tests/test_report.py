@@ -46,6 +46,7 @@ def test_report_command_on_a_search_finetune_and_baseline(workdir, capsys) -> No
     assert "Error class_0" in md
     assert (workdir / "rep" / "per_class_error.png").stat().st_size > 1000
     assert list((workdir / "rep").glob("alphas_fairdarts-bt_*.png"))
+    assert not [p for p in (workdir / "rep").iterdir() if p.is_dir()]  # no downloads left in the report folder
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name("ssnas-synthetic")
     (report,) = client.search_runs([exp.experiment_id], "tags.`ssnas.stage` = 'report'")

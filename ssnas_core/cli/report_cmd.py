@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,13 @@ def run_report(experiment: str, uri: str, out: str, mode: str) -> str:
                                               errors, f"{experiment}: per-class test error",
                                               folder / "per_class_error.png"))
     for search in experiment_runs(uri, experiment, ("search",)):
-        local = download_artifact(uri, search["run_id"], "alphas/trajectory.csv", folder / "tmp" / search["run_id"])
-        if local is None:
-            continue
-        with open(local) as fh:
-            rows_csv = [(int(r["epoch"]), r["cell"], r["edge"], r["op"], float(r["weight"]))
-                        for r in csv.DictReader(fh)]
+        with tempfile.TemporaryDirectory() as tmp:  # the report folder keeps only the report
+            local = download_artifact(uri, search["run_id"], "alphas/trajectory.csv", tmp)
+            if local is None:
+                continue
+            with open(local) as fh:
+                rows_csv = [(int(r["epoch"]), r["cell"], r["edge"], r["op"], float(r["weight"]))
+                            for r in csv.DictReader(fh)]
         files.append(viz.plot_alpha_trajectory(rows_csv, folder / f"alphas_{search['tags'].get('ssnas.method')}_"
                                                                   f"{search['run_id'][:8]}.png"))
     tracker = MlflowTracker.start(uri, experiment, "report", {"ssnas.stage": "report", "ssnas.mode": mode})
