@@ -38,6 +38,15 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
     """Atomically write ``state`` as ``folder/last.ckpt``, keeping the previous one as ``prev.ckpt``."""
     folder = Path(folder)

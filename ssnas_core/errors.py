@@ -43,3 +43,9 @@ class TrialStopped(Exception):
         super().__init__(f"stopped after epoch {epoch}: {reason}")
         self.epoch = epoch
         self.reason = reason
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty): for one-line user errors."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -28,7 +28,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from ssnas_core.errors import ConfigError, DivergenceError, TrackingError, TrialStopped
+from ssnas_core.errors import ConfigError, DivergenceError, TrackingError, TrialStopped, first_line
 from studies import load_study_module
 
 warnings.filterwarnings("ignore", category=ExperimentalWarning)  # retry_history is experimental since 3.0
@@ -72,8 +72,7 @@ def open_storage(url: str, heartbeat_s: int = 10, max_retry: int = 1) -> RDBStor
         return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
     except Exception as exc:  # sqlalchemy raises many types for bad URLs and refused connections
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StudyError(f"cannot open Optuna storage {url.split('@')[-1]!r}: {first}; check --storage and "
+        raise StudyError(f"cannot open Optuna storage {url.split('@')[-1]!r}: {first_line(exc)}; check --storage and "
                          "that the database is running") from exc
 
 
@@ -83,8 +82,7 @@ def init_storage(url: str) -> None:
         RDBStorage(url, engine_kwargs={"pool_size": 1, "max_overflow": 0} if not url.startswith("sqlite") else None
                    ).engine.dispose()
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StudyError(f"cannot open the Optuna storage {url.split('@')[-1]!r}: {first}; check the URL and "
+        raise StudyError(f"cannot open the Optuna storage {url.split('@')[-1]!r}: {first_line(exc)}; check the URL and "
                          "that the database is running") from exc
 
 
@@ -224,9 +222,8 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
     storage = open_storage(ctx.storage_url, heartbeat_s)
     try:
         if create:
-            study = optuna.create_study(study_name=ctx.study, storage=storage,
-                                        sampler=_sampler(module, ctx, sampler, seed),
-                                        pruner=make_pruner(pruner), direction=module.DIRECTION, load_if_exists=True)
+            study = optuna.create_study(study_name=ctx.study, storage=storage, pruner=make_pruner(pruner),
+                                        direction=module.DIRECTION, load_if_exists=True)
             study.set_user_attr("kind", ctx.kind)
             study.set_user_attr("context", _context_attrs(ctx))
             reference = getattr(module, "reference", None)
@@ -234,14 +231,14 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
                 study.enqueue_trial(reference(ctx), user_attrs={"ssnas.reference": True}, skip_if_exists=True)
         else:
             try:
-                study = optuna.load_study(study_name=ctx.study, storage=storage,
-                                          sampler=_sampler(module, ctx, sampler, seed), pruner=make_pruner(pruner))
+                study = optuna.load_study(study_name=ctx.study, storage=storage, pruner=make_pruner(pruner))
             except KeyError as exc:
                 raise StudyError(f"no study named {ctx.study!r} in the storage: start it with "
                                  f"`ssnas study run {ctx.kind} --study-name {ctx.study}`") from exc
             _apply_context(ctx, study.user_attrs.get("context", {}))
-        # Seeded from the study's state: a resumed study does not replay its first suggestions, and each worker
-        # draws its own (workers sharing one seed would suggest the same parameters in the random start-up phase).
+        # The sampler, made once the study's context is known, is seeded from the study's state: a resumed study
+        # does not replay its first suggestions, and each worker draws its own (workers sharing one seed would
+        # suggest the same parameters in the random start-up phase).
         study.sampler = _sampler(module, ctx, sampler, _sampler_seed(seed, len(study.trials), worker=not create))
         ctx.parent_run_id = _parent_run(ctx, study, create)
         if create and n_trials:

@@ -14,7 +14,6 @@ hold wrong numbers, not code::
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ssnas_core.errors import CheckpointError
+from ssnas_core.checkpoint import sha256_file
+from ssnas_core.errors import CheckpointError, first_line
 from ssnas_core.finetune.serving import ServingModel
 from ssnas_core.search_space.genotype import Genotype
 from ssnas_core.search_space.network import DerivedNetwork
@@ -55,10 +55,6 @@ def build_network(arch: dict[str, Any], c_in: int, n_classes: int, size: int) ->
     raise CheckpointError(f"unknown architecture kind {arch.get('kind')!r} in {CONFIG}: expected derived or baseline")
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def write_portable(serving: ServingModel, folder: Path, info: dict[str, Any]) -> list[Path]:
     """Write ``weights.pt`` and ``model_config.json`` for ``serving`` into ``folder``; returns both paths.
 
@@ -72,7 +68,7 @@ def write_portable(serving: ServingModel, folder: Path, info: dict[str, Any]) ->
     config = {
         **info, "format": FORMAT, "architecture": architecture_of(serving.net),
         "mean": serving.mean.flatten().tolist(), "std": serving.std.flatten().tolist(),
-        "multilabel": bool(serving.multilabel), "weights": WEIGHTS, "weights_sha256": _sha256(weights),
+        "multilabel": bool(serving.multilabel), "weights": WEIGHTS, "weights_sha256": sha256_file(weights),
         "input": "float32 (B, C, H, W) pixel values 0-255", "output": "probabilities (B, K)",
     }
     path = folder / CONFIG
@@ -107,7 +103,7 @@ def load_model(path: str | Path) -> ServingModel:
     weights = config_path.parent / config["weights"]
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing beside {config_path.name}: download the model again")
-    if _sha256(weights) != config["weights_sha256"]:
+    if sha256_file(weights) != config["weights_sha256"]:
         raise CheckpointError(f"{weights} does not match the sha256 in {config_path.name}: the file was altered "
                               "or truncated; download the model again")
     net = build_network(config["architecture"], int(config["in_channels"]), int(config["n_classes"]),
@@ -117,6 +113,6 @@ def load_model(path: str | Path) -> ServingModel:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     except Exception as err:  # pickle refusals and shape mismatches alike: one line, no traceback
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{weights} cannot be loaded as plain tensors for this architecture ({first})") from err
+        raise CheckpointError(f"{weights} cannot be loaded as plain tensors for this architecture "
+                              f"({first_line(err)})") from err
     return model.eval()

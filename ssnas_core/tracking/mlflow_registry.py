@@ -7,7 +7,6 @@ alias only if the new version beats the current champion on the val metric.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import time
 from pathlib import Path
@@ -15,18 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from ssnas_core.checkpoint import sha256_file
 from ssnas_core.errors import TrackingError
 from ssnas_core.tracking.mlflow_store import client_for, store_errors
 
 CHAMPION = "champion"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def log_pytorch_model(tracking_uri: str, run_id: str, model: Any, input_example: np.ndarray,
@@ -52,7 +44,7 @@ def log_pytorch_model(tracking_uri: str, run_id: str, model: Any, input_example:
         mlflow.pytorch.save_model(model, str(local), signature=signature, input_example=input_example,
                                   extra_files=[str(p) for p in extra_files], pip_requirements=requirements)
         weights = next(local.rglob("model.pth"), None) or max(local.rglob("*"), key=lambda p: p.stat().st_size)
-        sha = _sha256(weights)
+        sha = sha256_file(weights)
         client.log_artifacts(run_id, str(local), "model")
         listed = {f.path for f in client.list_artifacts(run_id, "model")}
     if "model/MLmodel" not in listed:
