@@ -81,8 +81,24 @@ class SearchConfig:
     lr_min: float = _f(0.001, "final learning rate of the cosine schedule")
     momentum: float = _f(0.9, "SGD momentum")
     weight_decay: float = _f(3e-4, "SGD weight decay")
-    arch_lr: float = _f(3e-4, "Adam learning rate of the architecture weights (DARTS)")
-    arch_weight_decay: float = _f(1e-3, "Adam weight decay of the architecture weights (DARTS)")
+    arch_lr: float = _f(
+        0.0, "Adam learning rate of the architecture weights; 0 takes the relaxation's reference: sigmoid 3e-3 "
+        "(FairDARTS, xiaomi-automl/FairDARTS fairdarts/train_search.py --arch_learning_rate), softmax 3e-4 "
+        "(DARTS, quark0/darts cnn/train_search.py); the resolved value is logged",
+    )
+    arch_betas: str = _f(
+        "auto", "Adam betas of the architecture weights as B1,B2; auto takes the relaxation's reference: sigmoid "
+        "0.9,0.999 (FairDARTS fairdarts/architect.py, torch's default), softmax 0.5,0.999 (DARTS cnn/architect.py)",
+    )
+    arch_weight_decay: float = _f(
+        1e-3, "Adam weight decay of the architecture weights (1e-3 in both FairDARTS and DARTS train_search.py)"
+    )
+    ssl_arch_scale: str = _f(
+        "auto", "factor on the SSL loss in the alpha objective only, so the zero-one loss keeps the share of "
+        "the alpha gradient it has against cross-entropy in FairDARTS: auto (barlow-twins: 1/D, the loss per "
+        "projector dimension; simclr and ce: 1) or a number; Adam is scale-free, so this sets the balance, "
+        "not the step size",
+    )
     arch_order: int = _f(1, "1: first-order architecture gradient; 2: second-order (unrolled, DARTS)", (1, 2))
     grad_clip: float = _f(5.0, "clip the weights' gradient norm to this value (0: off)")
     aug_strength: float = _f(
@@ -108,6 +124,51 @@ class SearchConfig:
         if not 0 < self.threshold < 1:
             raise ConfigError(f"--search.threshold {self.threshold} must lie in (0, 1)")
         projector_sizes(self.projector)
+        for name in ("lr", "lr_min", "momentum", "weight_decay", "arch_lr", "arch_weight_decay", "lambda_bt",
+                     "w01", "temperature", "grad_clip", "aug_strength"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"--search.{name.replace('_', '-')} {value} is invalid: give a finite number >= 0")
+        self.arch_adam_betas()
+        self.arch_ssl_scale()
+
+    def arch_adam_lr(self) -> float:
+        """The alphas' Adam learning rate: ``arch_lr``, or the relaxation's reference when it is 0."""
+        if self.arch_lr > 0:
+            return self.arch_lr
+        return 3e-3 if self.relaxation == "sigmoid" else 3e-4
+
+    def arch_adam_betas(self) -> tuple[float, float]:
+        """The alphas' Adam betas: ``arch_betas``, or the relaxation's reference for ``auto``."""
+        if self.arch_betas == "auto":
+            return (0.9, 0.999) if self.relaxation == "sigmoid" else (0.5, 0.999)
+        try:
+            b1, b2 = (float(part) for part in self.arch_betas.split(","))
+        except ValueError:
+            b1 = b2 = -1.0
+        if not (0 <= b1 < 1 and 0 <= b2 < 1):
+            raise ConfigError(f"--search.arch-betas {self.arch_betas!r} is invalid: write two numbers in [0, 1) "
+                              "as B1,B2 (e.g. 0.9,0.999) or auto")
+        return b1, b2
+
+    def arch_ssl_scale(self) -> float:
+        """The factor on the SSL loss in the alpha objective (see ``ssl_arch_scale``)."""
+        if self.ssl_arch_scale == "auto":
+            return 1.0 / projector_sizes(self.projector)[-1] if self.ssl == "barlow-twins" else 1.0
+        try:
+            value = float(self.ssl_arch_scale)
+        except ValueError:
+            value = -1.0
+        if not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"--search.ssl-arch-scale {self.ssl_arch_scale!r} is invalid: give auto or a "
+                              "finite number > 0")
+        return value
+
+    def resolved(self) -> SearchConfig:
+        """A copy whose ``auto``/0 architecture settings are the concrete values used (what is logged)."""
+        b1, b2 = self.arch_adam_betas()
+        return dataclasses.replace(self, arch_lr=self.arch_adam_lr(), arch_betas=f"{b1:g},{b2:g}",
+                                   ssl_arch_scale=f"{self.arch_ssl_scale():.6g}")
 
 
 @dataclass(frozen=True)
@@ -165,6 +226,11 @@ class RunConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     seed: int = _f(0, "random seed: data order, split, augmentation and initialisation")
     device: str = _f("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+
+
+def resolve(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the search's relaxation-dependent defaults made concrete (see ``SearchConfig.resolved``)."""
+    return dataclasses.replace(cfg, search=cfg.search.resolved())
 
 
 # Fields that may change between an interrupted run and its resumption.

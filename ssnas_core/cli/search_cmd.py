@@ -10,7 +10,8 @@ from typing import Any
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.cli.progress import progress_bar
 from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment
-from ssnas_core.config import RUNTIME_KEYS, SEARCH_SECTIONS, RunConfig, config_sha, flatten, from_flat, with_overrides
+from ssnas_core.config import (RUNTIME_KEYS, SEARCH_SECTIONS, RunConfig, config_sha, flatten, from_flat, resolve,
+                               with_overrides)
 from ssnas_core.errors import ConfigError
 from ssnas_core.search.artifacts import SearchArtifacts, alpha_metrics
 from ssnas_core.search.engine import EpochReport
@@ -48,9 +49,28 @@ def _log_epoch(tracker: Tracker, report: EpochReport, cfg: RunConfig, primitives
     epoch_metrics = alpha_metrics(report.arch_weights, primitives, cfg.search.nodes)
     for cell, count in report.genotype.skip_count().items():
         epoch_metrics[f"search/skip_count/{cell}"] = float(count)
+    epoch_metrics.update({f"search/{k}": v for k, v in report.extra.items()})
     epoch_metrics["search/epoch_seconds"] = report.seconds
     epoch_metrics["search/images_per_s"] = report.images / max(report.seconds, 1e-9)
     tracker.log_metrics(epoch_metrics, step=report.epoch)
+
+
+def _epoch_line(report: EpochReport) -> str:
+    """One line per epoch: how decided the alphas are and how many nodes still fall back."""
+    x = report.extra
+    cells = [k.split("/", 1)[1] for k in x if k.startswith("decided/")]
+    decided = " ".join(f"{c} {x[f'decided/{c}']:.3f}" for c in cells)
+    fallback = " ".join(f"{c} {int(x[f'fallback_nodes/{c}'])}" for c in cells)
+    return (f"ssnas search: epoch {report.epoch + 1}: decided {decided}; fallback nodes {fallback}; "
+            f"zero-one gradient share {x.get('grad_share_01', 0.0):.3g}; {report.seconds:.0f} s")
+
+
+def unconverged_warning(command: str, fallback: dict[str, int]) -> str:
+    """The one warning line for a search whose genotype has fallback nodes."""
+    cells = ", ".join(f"{n} of the {cell} cell" for cell, n in fallback.items() if n)
+    return (f"{command}: warning: the search did not converge: {sum(fallback.values())} node(s) ({cells}) have no "
+            "operation at the threshold and took the fallback gene, so that part of the cell is not searched; "
+            "search longer (--epochs) or with a higher --search.arch-lr")
 
 
 def _print_ui_hint(tracker: Tracker, run_id: str) -> None:
@@ -67,7 +87,7 @@ def _print_ui_hint(tracker: Tracker, run_id: str) -> None:
 
 def run_search(overrides: dict[str, Any], resume: str | None = None) -> str:
     """Run (or resume) a search; returns the run id. Raises ``SsnasError`` on bad input before any run opens."""
-    cfg = with_overrides(RunConfig(), overrides)
+    cfg = resolve(with_overrides(RunConfig(), overrides))
     state: dict[str, Any] | None = None
     if resume:
         run_dir = Path(cfg.tracking.work_dir) / resume
@@ -76,6 +96,9 @@ def run_search(overrides: dict[str, Any], resume: str | None = None) -> str:
 
             fetch_checkpoint(cfg, resume, run_dir / "checkpoints")
         state = load_checkpoint(run_dir / "checkpoints")
+        if "search.arch_betas" not in state["config"]:
+            raise ConfigError(f"run {resume} was made by an older ssnas (DARTS optimiser and 8 operations under "
+                              "the sigmoid relaxation) and cannot be resumed by this one: start a new search")
         cfg = _resume_config(overrides, state)
     setup = build_search(cfg)  # loads and validates the data: bad input fails here, before any run exists
     engine, dataset = setup.engine, setup.dataset
@@ -97,12 +120,16 @@ def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: b
     with ending(tracker) as outcome:
         if not resumed:
             tracker.log_params(flat)
-            info = {"n_params_supernet": count_parameters(engine.supernet), "device": str(setup.device),
+            info = {"n_params_supernet": count_parameters(engine.supernet),
+                    "n_params_supernet_with_head": count_parameters(engine.objective),
+                    "device": str(setup.device),
                     "train_class_counts": setup.train_counts, "steps_per_epoch": engine.steps_per_epoch}
             (run_dir / "artifacts").mkdir(parents=True, exist_ok=True)
             (run_dir / "artifacts" / "config.json").write_text(json.dumps({**flat, **info}, indent=2))
             tracker.log_artifact(run_dir / "artifacts" / "config.json")
-            tracker.log_metrics({"search/n_params_supernet": float(info["n_params_supernet"])}, step=0)
+            tracker.log_metrics({"search/n_params_supernet": float(info["n_params_supernet"]),
+                                 "search/n_params_supernet_with_head": float(info["n_params_supernet_with_head"])},
+                                step=0)
             tracker.set_tags({"ssnas.work_dir": str(run_dir.resolve())})
         print(f"ssnas search: run {run_id} on {setup.device}, {dataset.name}, "
               f"{engine.steps_per_epoch} steps/epoch, from epoch {engine.epoch}", file=sys.stderr)
@@ -112,11 +139,16 @@ def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: b
             save_checkpoint(run_dir / "checkpoints", {"engine": engine.state_dict(), "config": flat,
                                                        "config_sha": config_sha(cfg), "run_id": run_id})
             _log_epoch(tracker, report, cfg, primitives)
+            print(_epoch_line(report), file=sys.stderr)
             artifacts.epoch(report, engine.alpha_history, final=engine.epoch == cfg.search.epochs)
             tracker.log_artifact(run_dir / "checkpoints" / LAST, "checkpoints")
         genotype = engine.supernet.genotype(cfg.search.threshold)
         artifacts.final(genotype, engine.supernet.state_dict())
-        tracker.set_tags({"ssnas.genotype": json.dumps(genotype.skip_count())})
+        fallback = engine.supernet.fallback_nodes(cfg.search.threshold)
+        tracker.set_tags({"ssnas.genotype": json.dumps(genotype.skip_count()),
+                          "ssnas.fallback_nodes": str(sum(fallback.values()))})
+        if sum(fallback.values()):
+            print(unconverged_warning("ssnas search", fallback), file=sys.stderr)
         outcome.status = "FINISHED"
         _print_ui_hint(tracker, run_id)
         return run_id

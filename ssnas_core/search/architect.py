@@ -1,7 +1,9 @@
 """Architecture step: first-order or second-order (unrolled) gradient of the alpha objective.
 
-The alpha objective is ``L_val(w, alpha) + w01 * L_01(alpha)`` (the zero-one
-term only for the sigmoid relaxation). Second order follows DARTS (Liu et al.
+The alpha objective is ``s * L_val(w, alpha) + w01 * L_01(alpha)`` (the zero-one
+term only for the sigmoid relaxation; ``s`` balances a self-supervised loss
+against the zero-one loss as FairDARTS balances cross-entropy against it, see
+``SearchConfig.ssl_arch_scale``). Second order follows DARTS (Liu et al.
 2019, eq. 7-8): with ``w' = w - xi * grad_w L_train(w, alpha)``,
 
     grad_alpha = grad_alpha L_val(w', alpha)
@@ -25,6 +27,11 @@ from ssnas_core.losses.zero_one import zero_one_loss
 Objective = Callable[[], torch.Tensor]
 
 
+def _norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """The L2 norm of a list of tensors taken as one vector (no host sync)."""
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t.float()) for t in tensors]))
+
+
 class Architect:
     """Updates the alphas with their own optimiser (Adam, as in DARTS).
 
@@ -34,10 +41,11 @@ class Architect:
         optimizer: the alphas' optimiser.
         w01: weight of the zero-one loss (0 disables it).
         order: 1 or 2.
+        ssl_scale: factor ``s`` on the SSL loss in the alpha objective.
     """
 
     def __init__(self, alphas: Sequence[nn.Parameter], weights: Sequence[nn.Parameter],
-                 optimizer: torch.optim.Optimizer, w01: float, order: int = 1) -> None:
+                 optimizer: torch.optim.Optimizer, w01: float, order: int = 1, ssl_scale: float = 1.0) -> None:
         if order not in (1, 2):
             raise ValueError(f"architecture gradient order must be 1 or 2, got {order}")
         self.alphas = list(alphas)
@@ -45,29 +53,36 @@ class Architect:
         self.optimizer = optimizer
         self.w01 = w01
         self.order = order
+        self.ssl_scale = ssl_scale
 
     def step(self, val_loss: Objective, train_loss: Objective, xi: float) -> dict[str, torch.Tensor]:
         """One alpha update. ``val_loss``/``train_loss`` recompute the SSL loss on the alpha/weight batch.
 
         Returns:
-            Detached scalars: ``ssl`` (L_val), ``zero_one`` (L_01) and ``arch`` (the total objective).
+            Detached scalars: ``ssl`` (L_val, unscaled), ``zero_one`` (L_01), ``arch`` (the total objective
+            ``s * L_val + w01 * L_01``) and ``grad_share_01`` (the norm of the zero-one term's alpha gradient
+            over the scaled SSL term's; 0 without the zero-one term).
         """
         self.optimizer.zero_grad(set_to_none=True)
         if self.order == 1:
             loss = val_loss()
-            grads = list(torch.autograd.grad(loss, self.alphas))
+            grads = list(torch.autograd.grad(loss * self.ssl_scale, self.alphas))
         else:
             loss, grads = self._unrolled(val_loss, train_loss, xi)
+            grads = [g * self.ssl_scale for g in grads]
         l01 = zero_one_loss(self.alphas)
-        total = loss.detach()
+        total = loss.detach() * self.ssl_scale
+        share = torch.zeros((), device=l01.device)
         if self.w01 > 0:
+            # The zero-one term's gradient is closed-form on the alphas alone: a tiny graph, no supernet pass.
             g01 = torch.autograd.grad(self.w01 * l01, self.alphas)
+            share = _norm(g01) / _norm(grads).clamp_min(1e-30)
             grads = [g + h for g, h in zip(grads, g01)]
             total = total + self.w01 * l01.detach()
         for a, g in zip(self.alphas, grads):
             a.grad = g
         self.optimizer.step()
-        return {"ssl": loss.detach(), "zero_one": l01.detach(), "arch": total}
+        return {"ssl": loss.detach(), "zero_one": l01.detach(), "arch": total, "grad_share_01": share}
 
     @torch.no_grad()
     def _shift(self, direction: Sequence[torch.Tensor], scale: float | torch.Tensor) -> None:

@@ -21,10 +21,10 @@ from ssnas_core.errors import DivergenceError
 from ssnas_core.search.architect import Architect
 from ssnas_core.search.objective import SearchObjective
 from ssnas_core.search.schedule import cosine_lr, epoch_seed
-from ssnas_core.search_space.genotype import Genotype
+from ssnas_core.search_space.genotype import Genotype, decided_fraction, fallback_nodes
 from ssnas_core.search_space.supernet import Supernet
 
-COLUMNS = ("loss_train", "loss_val", "loss_zero_one", "loss_arch")
+COLUMNS = ("loss_train", "loss_val", "loss_zero_one", "loss_arch", "grad_share_01")
 
 
 def use_channels_last(setting: str, device: torch.device) -> bool:
@@ -84,10 +84,12 @@ class SearchEngine:
         self.weights = [p for p in objective.parameters() if id(p) not in ids]
         self.w_optimizer = torch.optim.SGD(self.weights, lr=cfg.lr, momentum=cfg.momentum,
                                            weight_decay=cfg.weight_decay)
-        self.a_optimizer = torch.optim.Adam(alphas, lr=cfg.arch_lr, betas=(0.5, 0.999),
+        # Per relaxation, its reference's settings unless given (SearchConfig.arch_adam_lr/_betas).
+        self.a_optimizer = torch.optim.Adam(alphas, lr=cfg.arch_adam_lr(), betas=cfg.arch_adam_betas(),
                                             weight_decay=cfg.arch_weight_decay)
         w01 = cfg.w01 if self.supernet.relaxation == "sigmoid" else 0.0
-        self.architect = Architect(alphas, self.weights, self.a_optimizer, w01, cfg.arch_order)
+        self.architect = Architect(alphas, self.weights, self.a_optimizer, w01, cfg.arch_order,
+                                   ssl_scale=cfg.arch_ssl_scale())
         self.steps_per_epoch = min(len(data.x_w), len(data.x_a)) // cfg.batch_size
         if self.steps_per_epoch < 1:
             raise ValueError(f"each half of the training set needs at least one batch of {cfg.batch_size}")
@@ -142,14 +144,15 @@ class SearchEngine:
         """One search step on ``(x_w, y_w, x_a, y_a)``: views, alpha update, weight update.
 
         Returns:
-            (4,) device tensor of the step's losses in ``COLUMNS`` order (no host sync).
+            (5,) device tensor of the step's losses and gradient share in ``COLUMNS`` order (no host sync).
         """
         xw, yw, xa, ya = batch
         vw = (*map(self._prepare, self.views(xw, aug)), yw)
         va = (*map(self._prepare, self.views(xa, aug)), ya)
         arch = self.arch_step(vw, va, lr)
         loss = self.train_step(vw)
-        return torch.stack([loss.float(), arch["ssl"].float(), arch["zero_one"].float(), arch["arch"].float()])
+        return torch.stack([loss.float(), arch["ssl"].float(), arch["zero_one"].float(), arch["arch"].float(),
+                            arch["grad_share_01"].float()])
 
     def run_epoch(self, progress: Callable[[int, int], None] | None = None) -> EpochReport:
         """Train one epoch; raises ``DivergenceError`` (before any checkpoint) if anything became non-finite."""
@@ -176,12 +179,18 @@ class SearchEngine:
                                   "became NaN/inf; lower --search.lr or --search.arch-lr", step)
         arch = {k: v.float().cpu() for k, v in self.supernet.arch_weights().items()}
         self.alpha_history.append(arch)
+        extra = {"grad_share_01": float(values[:, COLUMNS.index("grad_share_01")].mean())}
+        for cell, w in arch.items():
+            extra[f"decided/{cell}"] = decided_fraction(w.numpy(), self.supernet.relaxation, self.cfg.threshold)
+            extra[f"fallback_nodes/{cell}"] = float(fallback_nodes(
+                w.numpy(), self.supernet.n_nodes, self.supernet.relaxation, self.cfg.threshold,
+                self.supernet.primitives))
         report = EpochReport(
             epoch=self.epoch, first_step=self.global_step,
             losses={c: values[:, i].tolist() for i, c in enumerate(COLUMNS)}, lr=lr,
             arch_weights={k: v.numpy() for k, v in arch.items()},
             genotype=self.supernet.genotype(self.cfg.threshold), seconds=seconds,
-            images=self.steps_per_epoch * self.cfg.batch_size,
+            images=self.steps_per_epoch * self.cfg.batch_size, extra=extra,
         )
         self.epoch += 1
         self.global_step += self.steps_per_epoch

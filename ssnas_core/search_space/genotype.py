@@ -30,7 +30,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ssnas_core.errors import ConfigError
-from ssnas_core.search_space.cells import edge_index
+from ssnas_core.search_space.cells import edge_index, n_edges
 from ssnas_core.search_space.primitives import OPS, PRIMITIVES
 
 Gene = tuple[str, int, int]
@@ -106,21 +106,60 @@ def derive_cell(weights: np.ndarray, n_nodes: int, relaxation: str, threshold: f
     Returns:
         The genes ``(op, from_node, to_node)``, at least one per node.
     """
+    genes: list[Gene] = []
+    for node_genes, _ in _derive_nodes(weights, n_nodes, relaxation, threshold, primitives, k):
+        genes.extend(node_genes)
+    return tuple(genes)
+
+
+def _derive_nodes(weights: np.ndarray, n_nodes: int, relaxation: str, threshold: float,
+                  primitives: Sequence[str], k: int = 2) -> list[tuple[list[Gene], bool]]:
+    """Per intermediate node: its genes and whether they come from the fallback (no weight passed)."""
     w = np.array(weights, dtype=np.float64)
+    if w.shape != (n_edges(n_nodes), len(primitives)):
+        raise ValueError(f"weights of shape {w.shape} do not match {n_nodes} nodes and {len(primitives)} operations")
     if "none" in primitives:
         w[:, list(primitives).index("none")] = -np.inf
     pairs = edge_index(n_nodes)
-    genes: list[Gene] = []
+    out: list[tuple[list[Gene], bool]] = []
     for dst in range(2, n_nodes + 2):
         edges = [e for e, (_, d) in enumerate(pairs) if d == dst]
         ranked = sorted(edges, key=lambda e: (-w[e].max(), e))[:k]
         node_genes = [(primitives[int(w[e].argmax())], pairs[e][0], dst) for e in ranked
                       if relaxation == "softmax" or w[e].max() >= threshold]
-        if not node_genes:  # FairDARTS can leave a node empty; keep its strongest (edge, op).
+        fallback = not node_genes
+        if fallback:  # FairDARTS can leave a node empty; keep its strongest (edge, op).
             e = ranked[0]
             node_genes = [(primitives[int(w[e].argmax())], pairs[e][0], dst)]
-        genes.extend(sorted(node_genes, key=lambda g: g[1]))
-    return tuple(genes)
+        out.append((sorted(node_genes, key=lambda g: g[1]), fallback))
+    return out
+
+
+def fallback_nodes(weights: np.ndarray, n_nodes: int, relaxation: str, threshold: float = 0.85,
+                   primitives: Sequence[str] = PRIMITIVES) -> int:
+    """Intermediate nodes whose genes come from the fallback rule of ``derive_cell``.
+
+    Under ``sigmoid`` a node falls back when none of its edges has an operation at or above the
+    threshold: its gene is then a guess, not a decision. ``softmax`` (DARTS' rule) never falls back.
+    """
+    return sum(fb for _, fb in _derive_nodes(weights, n_nodes, relaxation, threshold, primitives))
+
+
+def decided_fraction(weights: np.ndarray, relaxation: str, threshold: float = 0.85,
+                     primitives: Sequence[str] = PRIMITIVES) -> float:
+    """How decided a cell's relaxed weights are, in [0, 1].
+
+    ``sigmoid``: the fraction of (edge, op) weights at or above ``threshold`` or at or below
+    ``1 - threshold`` (0.5 everywhere gives 0; all weights near 0 or 1 give 1).
+    ``softmax``: 1 minus the mean over edges of the entropy of the edge's weights (``none`` included)
+    divided by ``log(n_ops)`` (uniform gives 0, one-hot edges give 1).
+    """
+    w = np.array(weights, dtype=np.float64)
+    if relaxation == "sigmoid":
+        return float(np.mean((w >= threshold) | (w <= 1 - threshold)))
+    p = np.clip(w / w.sum(axis=1, keepdims=True), 1e-12, 1.0)
+    entropy = -(p * np.log(p)).sum(axis=1) / np.log(w.shape[1])
+    return float(1.0 - entropy.mean())
 
 
 def derive_genotype(normal: np.ndarray, reduce: np.ndarray, n_nodes: int, relaxation: str,

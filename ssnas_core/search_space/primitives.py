@@ -184,3 +184,17 @@ PRIMITIVES: tuple[str, ...] = (
     "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5",
 )
 PARAMETER_FREE = frozenset({"none", "max_pool_3x3", "avg_pool_3x3", "skip_connect"})
+
+# FairDARTS searches the DARTS set without ``none`` (7 operations): with independent sigmoids
+# a zero op has no role (xiaomi-automl/FairDARTS, fairdarts/model_search.py builds its MixedOp
+# from PRIMITIVES minus 'none'; Chu et al., ECCV 2020, section 4).
+FAIRDARTS_PRIMITIVES: tuple[str, ...] = tuple(p for p in PRIMITIVES if p != "none")
+
+
+def primitives_for(relaxation: str) -> tuple[str, ...]:
+    """The candidate operations of a relaxation: 7 for ``sigmoid`` (FairDARTS), 8 for ``softmax`` (DARTS)."""
+    if relaxation == "sigmoid":
+        return FAIRDARTS_PRIMITIVES
+    if relaxation == "softmax":
+        return PRIMITIVES
+    raise ValueError(f"relaxation {relaxation!r}: use sigmoid or softmax")

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from ssnas_core.search_space.cells import SearchCell, n_edges
-from ssnas_core.search_space.genotype import Genotype, derive_genotype
-from ssnas_core.search_space.primitives import PRIMITIVES
+from ssnas_core.search_space.genotype import Genotype, derive_genotype, fallback_nodes
+from ssnas_core.search_space.primitives import primitives_for
 from ssnas_core.search_space.stem import cell_channels, make_stem
 
 
@@ -21,17 +21,18 @@ class Supernet(nn.Module):
         c: initial channels C.
         n_cells: cells (3 in the paper), reductions at 1/3 and 2/3 of the depth.
         n_nodes: intermediate nodes per cell.
-        primitives: candidate operations.
+        primitives: candidate operations (default: the relaxation's own set, ``primitives_for``:
+            FairDARTS' 7 without ``none`` for sigmoid, DARTS' 8 for softmax).
         relaxation: ``sigmoid`` (FairDARTS) or ``softmax`` (DARTS).
         image_size: input height/width, for the stem.
     """
 
     def __init__(self, c_in: int, c: int = 16, n_cells: int = 3, n_nodes: int = 4,
-                 primitives: Sequence[str] = PRIMITIVES, relaxation: str = "sigmoid", image_size: int = 28) -> None:
+                 primitives: Sequence[str] | None = None, relaxation: str = "sigmoid", image_size: int = 28) -> None:
         super().__init__()
         if relaxation not in ("sigmoid", "softmax"):
             raise ValueError(f"relaxation {relaxation!r}: use sigmoid or softmax")
-        self.primitives = tuple(primitives)
+        self.primitives = tuple(primitives) if primitives is not None else primitives_for(relaxation)
         self.relaxation = relaxation
         self.n_nodes = n_nodes
         self.stem = make_stem(c_in, 3 * c, image_size)
@@ -74,6 +75,11 @@ class Supernet(nn.Module):
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
         return s1.mean(dim=(2, 3))
+
+    def fallback_nodes(self, threshold: float = 0.85) -> dict[str, int]:
+        """Per cell type, the nodes whose genes come from the fallback rule (0 everywhere: converged)."""
+        return {k: fallback_nodes(v.float().cpu().numpy(), self.n_nodes, self.relaxation, threshold, self.primitives)
+                for k, v in self.arch_weights().items()}
 
     def genotype(self, threshold: float = 0.85) -> Genotype:
         """The discrete architecture by the rule of ``genotype.derive_cell``."""
