@@ -44,7 +44,7 @@ def shares(ssl: str, scale: str, data_root: str, batches: int, spread: float, se
     out = []
     aug = torch.Generator().manual_seed(seed)
     engine.objective.train()
-    for s, (xw, yw, xa, ya) in enumerate(engine._batches(0)):
+    for s, (_, _, xa, ya) in enumerate(engine._batches(0)):
         if s == batches:
             break
         v1, v2 = map(engine._prepare, engine.views(xa, aug))

@@ -37,12 +37,16 @@ def test_report_command_on_a_search_finetune_and_baseline(workdir, capsys) -> No
     assert main(["search", *TINY, "--epochs", "1"]) == 0
     search_id = capsys.readouterr().out.strip().splitlines()[-1]
     assert main(["finetune", "--search-run", search_id, "--epochs", "1", "--batch-size", "32"]) == 0
+    # a one-epoch search has not converged: the fine-tune says so, and so do its tag and the report
+    assert "ssnas finetune: warning: the search did not converge" in capsys.readouterr().err
+    fallback = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_run(search_id).data.tags["ssnas.fallback_nodes"]
+    assert int(fallback) > 0
     assert main(["baseline", "--model", "resnet32", "--loss", "ce", "--dataset", "synthetic", "--epochs", "1",
                  "--batch-size", "32"]) == 0
     capsys.readouterr()
     assert main(["report", "--experiment", "ssnas-synthetic", "--out", str(workdir / "rep")]) == 0
     md = (workdir / "rep" / "report.md").read_text()
-    assert "| fairdarts-bt + focal-la | 1 |" in md and "| resnet32-ce | 1 |" in md
+    assert f"| fairdarts-bt + focal-la | 1 | {fallback} |" in md and "| resnet32-ce | 1 | - |" in md
     assert "Error class_0" in md
     assert (workdir / "rep" / "per_class_error.png").stat().st_size > 1000
     assert list((workdir / "rep").glob("alphas_fairdarts-bt_*.png"))

@@ -7,7 +7,7 @@ from mlflow import MlflowClient
 
 from ssnas_core.cli import main
 from ssnas_core.config import SEARCH_SECTIONS, RunConfig, flatten
-from ssnas_core.search_space.primitives import PRIMITIVES
+from ssnas_core.search_space.primitives import FAIRDARTS_PRIMITIVES as PRIMITIVES
 
 from .conftest import TINY
 
@@ -21,7 +21,8 @@ def _artifacts(client: MlflowClient, run_id: str, path: str | None = None) -> se
 
 def test_one_epoch_search_fulfils_the_mlflow_contract(workdir, capsys) -> None:
     assert main(["search", *TINY, "--epochs", "2"]) == 0
-    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    captured = capsys.readouterr()
+    run_id = captured.out.strip().splitlines()[-1]
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
@@ -41,7 +42,18 @@ def test_one_epoch_search_fulfils_the_mlflow_contract(workdir, capsys) -> None:
     assert "alpha/normal/0-2/sep_conv_3x3" in alpha_keys and "alpha/reduce/4-5/skip_connect" in alpha_keys
     steps = [m.step for m in client.get_metric_history(run_id, "search/loss_bt")]
     assert steps == list(range(8))  # 4 steps per epoch, 2 epochs
-    assert [m.step for m in client.get_metric_history(run_id, "alpha/normal/0-2/none")] == [0, 1]
+    assert not any(k.endswith("/none") for k in alpha_keys)  # FairDARTS' 7 operations
+    assert [m.step for m in client.get_metric_history(run_id, "alpha/normal/0-2/max_pool_3x3")] == [0, 1]
+    for cell in ("normal", "reduce"):  # convergence, every epoch
+        assert [m.step for m in client.get_metric_history(run_id, f"search/decided/{cell}")] == [0, 1]
+        assert [m.step for m in client.get_metric_history(run_id, f"search/fallback_nodes/{cell}")] == [0, 1]
+    assert [m.step for m in client.get_metric_history(run_id, "search/grad_share_01")] == [0, 1]
+    fallback = int(metrics["search/fallback_nodes/normal"] + metrics["search/fallback_nodes/reduce"])
+    assert tags["ssnas.fallback_nodes"] == str(fallback)
+    warned = "the search did not converge" in captured.err
+    assert warned == (fallback > 0)
+    assert run.data.params["search.arch_lr"] == "0.003" and run.data.params["search.arch_betas"] == "0.9,0.999"
+    assert metrics["search/n_params_supernet_with_head"] > metrics["search/n_params_supernet"]
 
     files = _artifacts(client, run_id)
     for path in ["alphas/trajectory.csv", "alphas/normal.png", "alphas/reduce.png", "alphas/trajectory.png",

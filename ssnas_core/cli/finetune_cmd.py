@@ -16,6 +16,7 @@ import torch
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.cli.progress import progress_bar
 from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment, tracking_uri
+from ssnas_core.cli.search_cmd import unconverged_warning
 from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, with_overrides
 from ssnas_core.errors import ConfigError
 from ssnas_core.evaluation.metrics import MULTILABEL, classification_metrics
@@ -23,8 +24,9 @@ from ssnas_core.finetune.portable import write_portable
 from ssnas_core.finetune.report import write_outputs
 from ssnas_core.finetune.serving import ServingModel
 from ssnas_core.finetune.setup import FinetuneSetup, build_derived, build_finetune, check_head, load_data
-from ssnas_core.search_space.genotype import Genotype
+from ssnas_core.search_space.genotype import Genotype, fallback_nodes
 from ssnas_core.search_space.network import count_parameters
+from ssnas_core.search_space.primitives import FAIRDARTS_PRIMITIVES, PRIMITIVES
 from ssnas_core.tracking.base import Tracker
 
 # Data settings a fine-tune takes from its search run unless given on the command line.
@@ -90,7 +92,13 @@ def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: st
     if params.get("search.nodes") and int(params["search.nodes"]) != genotype.n_nodes:
         raise ConfigError(f"genotype has {genotype.n_nodes} nodes but the search used {params['search.nodes']}")
     dataset = load_data(cfg)
-    state = _load_weights(weights_path) if cfg.finetune.inherit else None
+    searched = _load_weights(weights_path)
+    fallback = search_fallback(searched, params) if searched is not None else None
+    if fallback is not None:
+        params = {**params, FALLBACK_KEY: str(sum(fallback.values()))}
+        if sum(fallback.values()):
+            print(unconverged_warning("ssnas finetune", fallback), file=sys.stderr)
+    state = searched if cfg.finetune.inherit else None
     if state is not None:
         check_head(state, dataset.n_classes)
     model, inherited = build_derived(genotype, dataset, width, cells, state)
@@ -98,6 +106,32 @@ def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: st
         raise ConfigError(f"--weights match no tensor of the derived network (width {width}, cells {cells}): "
                           "they belong to another search space; pass matching --width/--cells or --no-inherit")
     return cfg, build_finetune(cfg, model, dataset, inherited), genotype, params
+
+
+FALLBACK_KEY = "ssnas.fallback_nodes"
+
+
+def search_fallback(state: dict[str, torch.Tensor], params: dict[str, str]) -> dict[str, int] | None:
+    """Fallback nodes per cell of the search whose supernet weights are ``state`` (None: not a sigmoid search).
+
+    Read from the searched alphas themselves, so it holds for ``--genotype/--weights`` and for runs made
+    before the count was tagged: 7 operations are FairDARTS' set, 8 DARTS' (with ``none``).
+    """
+    alphas = {cell: state.get(f"alpha_{cell}") for cell in ("normal", "reduce")}
+    if any(a is None or a.ndim != 2 for a in alphas.values()):
+        return None
+    n_ops = alphas["normal"].shape[1]  # type: ignore[union-attr]
+    relaxation = params.get("search.relaxation", "sigmoid" if n_ops == len(FAIRDARTS_PRIMITIVES) else "")
+    if relaxation != "sigmoid" or n_ops not in (len(FAIRDARTS_PRIMITIVES), len(PRIMITIVES)):
+        return None
+    primitives = FAIRDARTS_PRIMITIVES if n_ops == len(FAIRDARTS_PRIMITIVES) else PRIMITIVES
+    threshold = float(params.get("search.threshold", 0.85))
+    n_nodes = int(params.get("search.nodes", 4))
+    try:
+        return {cell: fallback_nodes(torch.sigmoid(a.float()).numpy(), n_nodes, "sigmoid", threshold, primitives)
+                for cell, a in alphas.items() if a is not None}
+    except ValueError:  # alphas of another cell size
+        return None
 
 
 EpochHook = Callable[[int, float], None]
@@ -165,6 +199,8 @@ def run_finetune(overrides: dict[str, Any], search_run: str | None = None, genot
     tags = {"ssnas.stage": "finetune", "ssnas.method": method, "ssnas.dataset": dataset.name,
             "ssnas.imbalance_factor": str(cfg.data.imbalance_factor), "ssnas.search_run_id": search_run or "",
             "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
+    if FALLBACK_KEY in params:
+        tags[FALLBACK_KEY] = params[FALLBACK_KEY]
     tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
     return _finetune_run(cfg, setup, genotype, tracker, run_id).run_id
 

@@ -31,7 +31,9 @@ def run_report(experiment: str, uri: str, out: str, mode: str) -> str:
     rows = summarize(runs, mode)
     legend = ("mean +- sample std over runs (seeds)" if mode == "mean" else "the run with the best val metric")
     (folder / "report.md").write_text(f"# {experiment}\n\nOne row per method; {legend}. Test split; error = "
-                                      f"1 - ACC; per-class error = 1 - recall.\n\n{to_markdown(rows)}")
+                                      f"1 - ACC; per-class error = 1 - recall. "
+                                      "Fallback nodes: nodes of the searched cell that took the fallback gene "
+                                      f"(not 0: that search did not converge).\n\n{to_markdown(rows)}")
     files = [folder / "report.md", to_csv(rows, folder / "report.csv")]
     per_class = class_columns(rows)
     if per_class:

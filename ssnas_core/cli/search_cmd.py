@@ -10,8 +10,16 @@ from typing import Any
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.cli.progress import progress_bar
 from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment
-from ssnas_core.config import (RUNTIME_KEYS, SEARCH_SECTIONS, RunConfig, config_sha, flatten, from_flat, resolve,
-                               with_overrides)
+from ssnas_core.config import (
+    RUNTIME_KEYS,
+    SEARCH_SECTIONS,
+    RunConfig,
+    config_sha,
+    flatten,
+    from_flat,
+    resolve,
+    with_overrides,
+)
 from ssnas_core.errors import ConfigError
 from ssnas_core.search.artifacts import SearchArtifacts, alpha_metrics
 from ssnas_core.search.engine import EpochReport

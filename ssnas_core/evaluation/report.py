@@ -1,5 +1,9 @@
 """The method-vs-baseline table: one row per method, best run or mean +- std over seeds.
 
+Beside each searched method stands its search's fallback-node count (tag ``ssnas.fallback_nodes`` of the
+fine-tune runs; ``?`` for runs made before it was tagged, ``-`` for baselines): a row whose count is
+not 0 rests on a search that did not converge.
+
 Input runs are plain dicts (``run_id``, ``tags``, ``params``, ``metrics``) so the
 table logic has no tracking dependency and is tested on its own.
 """
@@ -43,12 +47,16 @@ def summarize(runs: Sequence[dict[str, Any]], mode: str = "mean", select: str = 
         select: the val metric that picks the best run.
     """
     groups: dict[str, list[dict[str, float]]] = defaultdict(list)
+    fallback: dict[str, set[str]] = defaultdict(set)
     for run in runs:
         groups[method_label(run)].append(_values(run))
+        fallback[method_label(run)].add(run["tags"].get("ssnas.fallback_nodes", "?")
+                                        if run["tags"].get("ssnas.stage") == "finetune" else "-")
     rows = []
     for method, values in sorted(groups.items()):
         keys = sorted({k for v in values for k in v if k.startswith(("test/", "params_m"))})
-        row: dict[str, Any] = {"method": method, "n_runs": len(values)}
+        row: dict[str, Any] = {"method": method, "n_runs": len(values),
+                               "fallback_nodes": "/".join(sorted(fallback[method]))}
         if mode == "best":
             best = max(values, key=lambda v: v.get(select, -math.inf))
             row.update({k: (best.get(k, math.nan), None) for k in keys})
@@ -77,10 +85,10 @@ def _fmt(cell: Any, digits: int = 3) -> str:
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     per_class = class_columns(rows)
-    head = ["Method", "Runs", *[label for _, label in COLUMNS], *[f"Error {c.split('/')[-1]}" for c in per_class]]
+    head = ["Method", "Runs", "Fallback nodes", *[label for _, label in COLUMNS], *[f"Error {c.split('/')[-1]}" for c in per_class]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["method"], str(r["n_runs"]),
+        cells = [r["method"], str(r["n_runs"]), r.get("fallback_nodes", "-"),
                  *[_fmt(r.get(k, (math.nan, None)), 2 if k == "params_m" else 3) for k, _ in COLUMNS],
                  *[_fmt(r.get(c, (math.nan, None))) for c in per_class]]
         lines.append("| " + " | ".join(cells) + " |")
@@ -92,11 +100,11 @@ def to_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     keys = [k for k, _ in COLUMNS] + per_class
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["method", "n_runs", *[x for k in keys for x in (k, f"{k}_std")]])
+        w.writerow(["method", "n_runs", "fallback_nodes", *[x for k in keys for x in (k, f"{k}_std")]])
         for r in rows:
             cells = []
             for k in keys:
                 mean, std = r.get(k, (math.nan, None))
                 cells += [mean, "" if std is None else std]
-            w.writerow([r["method"], r["n_runs"], *cells])
+            w.writerow([r["method"], r["n_runs"], r.get("fallback_nodes", "-"), *cells])
     return path

@@ -48,7 +48,10 @@ class BarlowTwinsLoss(nn.Module):
                              f"and {tuple(z2.shape)}")
         if z1.shape[0] < 2:
             raise ValueError("Barlow Twins needs a batch of at least 2: batch statistics of 1 image are undefined")
-        c = cross_correlation(z1.float(), z2.float())
+        # In float32 even under autocast: a bf16 matmul over the batch rounds C_ij to 3 digits, and the loss
+        # sums D^2 of them (autocast would cast the float32 inputs back down to bf16 for the matmul).
+        with torch.autocast(z1.device.type, enabled=False):
+            c = cross_correlation(z1.float(), z2.float())
         on_diag = (torch.diagonal(c) - 1).pow(2).sum()
         off_diag = off_diagonal(c).pow(2).sum()
         return on_diag, off_diag

@@ -28,8 +28,11 @@ class NTXentLoss(nn.Module):
         b = z1.shape[0]
         if b < 2:
             raise ValueError("NT-Xent needs a batch of at least 2 (negatives come from the batch)")
-        z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-        sim = z @ z.T / self.temperature
-        sim = sim.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), float("-inf"))
-        target = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
-        return F.cross_entropy(sim, target)
+        # Similarities in float32 even under autocast (which would run the matmul in bf16); index tensors
+        # are made on the embeddings' device, so no host-to-device copy happens inside a step.
+        with torch.autocast(z1.device.type, enabled=False):
+            z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
+            sim = z @ z.T / self.temperature
+            sim = sim.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), float("-inf"))
+            target = torch.arange(2 * b, device=z.device).add_(b).remainder_(2 * b)
+            return F.cross_entropy(sim, target)
