@@ -1,64 +1,117 @@
-"""Benchmark search steps: images/s and peak memory of the engine's own ``step`` (not a test).
+"""Benchmark search steps: dispatched operations, images/s and peak memory of the engine's ``step`` (not a test).
 
 Runs on torch alone (no mlflow/optuna), on synthetic uint8 images held on the device:
 
     python scripts/bench_search.py --device cpu --batch-size 32 --width 16
     python scripts/bench_search.py --device cuda --batch-size 32 256 --steps 30
+    python scripts/bench_search.py --against 5d84007 --repeats 3      # side by side with another revision
 
-images/s counts the images of the weight batch per step (each step also makes
-two views of an alpha batch of the same size), as the DESIGN.md reference does.
-Prints one JSON object per configuration.
+* images/s counts the images of the weight batch per step (each step also makes two views of an
+  alpha batch of the same size), as the DESIGN.md reference does.
+* ops: aten operations dispatched by one whole step (views, alpha update, weight update), counted
+  with a ``TorchDispatchMode``; ``kernels`` leaves out the view and metadata operations (view,
+  permute, slice, detach, ...), which launch nothing. Counted at first and second order.
+* peak memory: the process's maximum resident set on the CPU (each measurement runs in its own
+  process with ``--against``), ``max_memory_allocated`` on CUDA.
+* ``--against REV`` checks REV out into a temporary git worktree and runs the same measurement on
+  both code trees in alternation (A B A B ...), each in a fresh process, then prints the medians
+  and the ratios. ``--tracking`` also times one epoch's off-step work (metrics, plots, checkpoint)
+  through a real MLflow store.
+
+Prints one JSON object per configuration (and a table with ``--against``).
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
+import os
 import resource
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ssnas_core.config import RunConfig, with_overrides  # noqa: E402
-from ssnas_core.data.synthetic import make_synthetic  # noqa: E402
-from ssnas_core.search.setup import build_search  # noqa: E402
-from ssnas_core.search_space.network import count_parameters  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+REPO = Path(__file__).resolve().parents[1]
+VIEW_OPS = frozenset({
+    "view", "permute", "_unsafe_view", "detach", "slice", "select", "unsqueeze", "squeeze", "expand", "t",
+    "transpose", "alias", "as_strided", "unbind", "split", "split_with_sizes", "unflatten", "reshape",
+    "_reshape_alias", "chunk", "diagonal", "narrow", "lift_fresh", "empty", "empty_like", "_to_copy_view",
+})
 
 
-def bench(args: argparse.Namespace, batch_size: int) -> dict[str, object]:
-    n = batch_size * 2 * (args.steps + args.warmup)
+def _build(args: argparse.Namespace, batch_size: int, order: int) -> tuple[Any, Any, list[Any]]:
+    import torch
+
+    from ssnas_core.config import RunConfig, with_overrides
+    from ssnas_core.data.synthetic import make_synthetic
+    from ssnas_core.search.setup import build_search
+
+    n = batch_size * 2 * (args.steps + args.warmup + 1)
     data = make_synthetic(n_train=n, n_val=8, n_test=8, size=args.size, channels=args.channels, seed=0)
     overrides = {"device": args.device, "search.batch_size": batch_size, "search.width": args.width,
-                 "search.arch_order": args.arch_order, "search.amp": args.amp,
+                 "search.arch_order": order, "search.amp": args.amp,
                  "search.channels_last": args.channels_last, "search.relaxation": args.relaxation,
                  "search.ssl": args.ssl, "search.epochs": 1, "data.size": args.size}
     setup = build_search(with_overrides(RunConfig(), overrides), dataset=data)
+    aug = torch.Generator(device=setup.device).manual_seed(0)
+    return setup, aug, list(setup.engine._batches(0))
+
+
+def count_ops(args: argparse.Namespace, batch_size: int, order: int) -> dict[str, int]:
+    """Operations dispatched by one search step (after one warm-up step)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: collections.Counter[str] = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    setup, aug, batches = _build(args, batch_size, order)
+    setup.engine.step(batches[0], 0.025, aug)
+    with Count() as counter:
+        setup.engine.step(batches[1], 0.025, aug)
+    torch.cuda.synchronize() if setup.device.type == "cuda" else None
+    total = sum(counter.ops.values())
+    return {"ops": total, "kernels": total - sum(v for k, v in counter.ops.items() if k in VIEW_OPS)}
+
+
+def bench(args: argparse.Namespace, batch_size: int) -> dict[str, object]:
+    import torch
+
+    from ssnas_core.search_space.network import count_parameters
+
+    setup, aug, batches = _build(args, batch_size, args.arch_order)
     engine, device = setup.engine, setup.device
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    aug = torch.Generator(device=device).manual_seed(0)
-    batches = list(engine._batches(0))
     for batch in batches[: args.warmup]:
         engine.step(batch, 0.025, aug)
-    _sync(device)
+    sync()
     start = time.perf_counter()
     for batch in batches[args.warmup: args.warmup + args.steps]:
         engine.step(batch, 0.025, aug)
-    _sync(device)
+    sync()
     seconds = time.perf_counter() - start
     peak = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
-    return {
-        "device": str(device), "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    out: dict[str, object] = {
+        "code": str(REPO if not args.code_root else args.code_root), "device": str(device),
+        "name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
         "threads": torch.get_num_threads(), "batch_size": batch_size, "width": args.width, "size": args.size,
         "channels": args.channels, "arch_order": args.arch_order, "amp": args.amp,
         "channels_last": args.channels_last, "steps": args.steps,
@@ -67,6 +120,83 @@ def bench(args: argparse.Namespace, batch_size: int) -> dict[str, object]:
         "peak_memory_mb": round(peak / 2**20, 1),
         "supernet_params": count_parameters(engine.supernet),
     }
+    if args.count_ops:
+        for order in (1, 2):
+            counted = count_ops(args, min(batch_size, 8), order)
+            out[f"ops_order{order}"], out[f"kernels_order{order}"] = counted["ops"], counted["kernels"]
+    if args.tracking:
+        out.update(offstep_seconds(engine))
+    return out
+
+
+def offstep_seconds(engine: Any) -> dict[str, float]:
+    """One epoch's off-step work through a real MLflow store: metrics, artifacts and plots, checkpoint upload."""
+    from ssnas_core.checkpoint import LAST, save_checkpoint
+    from ssnas_core.cli.search_cmd import _log_epoch
+    from ssnas_core.config import RunConfig, with_overrides
+    from ssnas_core.search.artifacts import SearchArtifacts
+    from ssnas_core.tracking.mlflow_adapter import MlflowTracker
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = with_overrides(RunConfig(), {"search.epochs": 1})
+        tracker = MlflowTracker.start(f"sqlite:///{tmp}/mlflow.db", "bench", "bench", {})
+        start = time.perf_counter()
+        report = engine.run_epoch()
+        epoch = time.perf_counter() - start
+        run_dir = Path(tmp) / "run"
+        start = time.perf_counter()
+        save_checkpoint(run_dir / "checkpoints", {"engine": engine.state_dict()})
+        _log_epoch(tracker, report, cfg, engine.supernet.primitives)
+        SearchArtifacts(run_dir, tracker, engine.supernet.primitives, engine.supernet.n_nodes).epoch(
+            report, engine.alpha_history, final=True)
+        tracker.log_artifact(run_dir / "checkpoints" / LAST, "checkpoints")
+        off = time.perf_counter() - start
+        tracker.end("FINISHED")
+    return {"epoch_s": round(epoch, 2), "offstep_s": round(off, 2), "offstep_share": round(off / epoch, 3)}
+
+
+def _child(args: argparse.Namespace, code_root: Path, batch_size: int) -> dict[str, Any]:
+    argv = [sys.executable, str(Path(__file__).resolve()), "--code-root", str(code_root), "--batch-size",
+            str(batch_size)]
+    for flag in ("device", "width", "size", "channels", "steps", "warmup", "arch_order", "relaxation", "ssl",
+                 "amp", "channels_last", "threads"):
+        argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
+    if args.count_ops:
+        argv.append("--count-ops")
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip().splitlines()
+    return dict(json.loads(out[-1]))
+
+
+def against(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        other = Path(tmp) / "other"
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(other), args.against],
+                       check=True, capture_output=True)
+        try:
+            for batch_size in args.batch_size:
+                runs: dict[str, list[dict[str, Any]]] = {"this": [], args.against: []}
+                for _ in range(args.repeats):  # A B A B: drift on a shared machine hits both alike
+                    runs["this"].append(_child(args, REPO, batch_size))
+                    runs[args.against].append(_child(args, other, batch_size))
+                _table(runs, args.against, batch_size)
+        finally:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(other)],
+                           check=False, capture_output=True)
+
+
+def _table(runs: dict[str, list[dict[str, Any]]], rev: str, batch_size: int) -> None:
+    keys = ["images_per_s", "ms_per_step", "peak_memory_mb", "ops_order1", "kernels_order1", "ops_order2",
+            "kernels_order2"]
+    print(f"\nbatch {batch_size}: median of {len(runs['this'])} runs each, alternated")
+    print(f"| | this tree | {rev} | ratio |")
+    print("|---|---|---|---|")
+    for key in keys:
+        if key not in runs["this"][0]:
+            continue
+        a = statistics.median(r[key] for r in runs["this"])
+        b = statistics.median(r[key] for r in runs[rev])
+        print(f"| {key} | {a:g} | {b:g} | {a / b:.2f}x |")
+    print(json.dumps({"this": runs["this"], rev: runs[rev]}))
 
 
 def main() -> None:
@@ -84,9 +214,21 @@ def main() -> None:
     p.add_argument("--amp", default="none", choices=("none", "bf16"))
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--count-ops", action="store_true", help="also count dispatched operations per step")
+    p.add_argument("--tracking", action="store_true", help="also time an epoch's off-step work with MLflow")
+    p.add_argument("--against", metavar="REV", help="compare with this git revision, side by side")
+    p.add_argument("--repeats", type=int, default=3, help="with --against: runs of each tree")
+    p.add_argument("--code-root", default="", help=argparse.SUPPRESS)  # which ssnas_core to import
     args = p.parse_args()
+    if args.against:
+        against(args)
+        return
+    sys.path.insert(0, str(args.code_root or REPO))
+    import torch
+
     if args.threads:
         torch.set_num_threads(args.threads)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for batch_size in args.batch_size:
         print(json.dumps(bench(args, batch_size)), flush=True)
 

@@ -75,8 +75,10 @@ class SearchConfig:
     lambda_bt: float = _f(0.0051, "Barlow Twins weight lambda of the off-diagonal term")
     projector: str = _f("512-512", "projector hidden-output sizes, e.g. 512-512 (Barlow Twins and SimCLR)")
     temperature: float = _f(0.5, "NT-Xent temperature (simclr)")
-    w01: float = _f(10.0, "weight of the FairDARTS zero-one loss (sigmoid relaxation only)")
-    threshold: float = _f(0.85, "FairDARTS genotype threshold on sigmoid weights")
+    w01: float = _f(10.0, "weight of the FairDARTS zero-one loss (sigmoid relaxation only; 10 as in "
+                    "xiaomi-automl/FairDARTS fairdarts/train_search.py, set there against cross-entropy)")
+    threshold: float = _f(0.85, "FairDARTS genotype threshold on sigmoid weights (fairdarts/utils.py parse, "
+                          "op_threshold); a node with no operation at it takes a fallback gene and is counted")
     lr: float = _f(0.025, "SGD learning rate of the network weights (cosine schedule)")
     lr_min: float = _f(0.001, "final learning rate of the cosine schedule")
     momentum: float = _f(0.9, "SGD momentum")

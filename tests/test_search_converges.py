@@ -139,3 +139,22 @@ def test_ssl_losses_under_bf16_autocast_are_float32(loss) -> None:
         amp = loss(z1, z2)
     assert amp.dtype == torch.float32
     assert torch.allclose(amp, exact, rtol=1e-5, atol=0), (amp.item(), exact.item())
+
+
+def test_resume_refuses_a_checkpoint_of_the_old_search_space(workdir, capsys) -> None:
+    from ssnas_core.checkpoint import load_checkpoint, save_checkpoint
+    from ssnas_core.cli import main
+
+    from .conftest import TINY
+
+    assert main(["search", *TINY, "--epochs", "2", "--no-tracking"]) == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    folder = workdir / "ssnas-runs" / run_id / "checkpoints"
+    state = load_checkpoint(folder)
+    state["engine"]["epoch"] = 1
+    state["config"] = {k: v for k, v in state["config"].items()
+                       if k not in ("search.arch_betas", "search.ssl_arch_scale")}
+    save_checkpoint(folder, state)
+    assert main(["search", "--resume", run_id, "--no-tracking"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "older ssnas" in err[0] and "start a new search" in err[0]

@@ -5,11 +5,13 @@ import pytest
 import torch
 
 from ssnas_core.errors import ConfigError
-from ssnas_core.search_space.cells import MixedOp, edge_index, n_edges
+from ssnas_core.search_space.cells import edge_index, n_edges
 from ssnas_core.search_space.genotype import Genotype, derive_cell
 from ssnas_core.search_space.network import DerivedNetwork, count_parameters
 from ssnas_core.search_space.primitives import OPS, PRIMITIVES
 from ssnas_core.search_space.supernet import Supernet
+
+from .oracle_cells import MixedOp
 
 
 def test_sigmoid_weights_are_independent_and_softmax_weights_compete() -> None:

@@ -85,7 +85,8 @@ def _fmt(cell: Any, digits: int = 3) -> str:
 
 def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
     per_class = class_columns(rows)
-    head = ["Method", "Runs", "Fallback nodes", *[label for _, label in COLUMNS], *[f"Error {c.split('/')[-1]}" for c in per_class]]
+    head = ["Method", "Runs", "Fallback nodes", *[label for _, label in COLUMNS],
+            *[f"Error {c.split('/')[-1]}" for c in per_class]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["method"], str(r["n_runs"]), r.get("fallback_nodes", "-"),

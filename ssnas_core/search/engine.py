@@ -82,11 +82,12 @@ class SearchEngine:
         alphas = self.supernet.alphas()
         ids = {id(a) for a in alphas}
         self.weights = [p for p in objective.parameters() if id(p) not in ids]
+        # foreach: one multi-tensor kernel per update stage instead of a few per parameter
         self.w_optimizer = torch.optim.SGD(self.weights, lr=cfg.lr, momentum=cfg.momentum,
-                                           weight_decay=cfg.weight_decay)
+                                           weight_decay=cfg.weight_decay, foreach=True)
         # Per relaxation, its reference's settings unless given (SearchConfig.arch_adam_lr/_betas).
         self.a_optimizer = torch.optim.Adam(alphas, lr=cfg.arch_adam_lr(), betas=cfg.arch_adam_betas(),
-                                            weight_decay=cfg.arch_weight_decay)
+                                            weight_decay=cfg.arch_weight_decay, foreach=True)
         w01 = cfg.w01 if self.supernet.relaxation == "sigmoid" else 0.0
         self.architect = Architect(alphas, self.weights, self.a_optimizer, w01, cfg.arch_order,
                                    ssl_scale=cfg.arch_ssl_scale())

@@ -12,12 +12,13 @@ derived network inherits the searched weights by matching state-dict keys.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from ssnas_core.search_space.primitives import OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv
+from ssnas_core.search_space.edge_group import EdgeGroup
+from ssnas_core.search_space.primitives import OPS, FactorizedReduce, ReLUConvBN
 
 
 def n_edges(n_nodes: int) -> int:
@@ -36,70 +37,83 @@ def preprocess(c_pp: int, c_p: int, c: int, reduction_prev: bool, affine: bool) 
     return pre0, ReLUConvBN(c_p, c, 1, 1, 0, affine)
 
 
-def _after_relu(op: nn.Module) -> tuple[nn.Module, bool]:
-    """``(tail, True)`` when ``op`` is ReLU followed by ``tail`` (DilConv, SepConv), else ``(op, False)``."""
-    if isinstance(op, DilConv):
-        return nn.Sequential(*list(op.children())[1:]), True
-    if isinstance(op, SepConv):
-        first, second = op[0], op[1]
-        return nn.Sequential(nn.Sequential(*list(first.children())[1:]), second), True
-    return op, False
-
-
-class MixedOp(nn.Module):
-    """All candidate operations on one edge, mixed by relaxed weights.
-
-    ``none`` is not instantiated: its output is zero, so leaving it out of the
-    sum changes neither the output nor any gradient.
-    """
-
-    def __init__(self, c: int, stride: int, primitives: Sequence[str]) -> None:
-        super().__init__()
-        self.primitives = tuple(primitives)
-        self.ops = nn.ModuleDict({p: OPS[p](c, stride, False) for p in primitives if p != "none"})
-        self._index = [self.primitives.index(p) for p in self.ops]
-        # The conv ops all start with ReLU(x): compute it once per edge and run their tails on it.
-        # (A plain list, so the tails' shared modules are not registered twice.)
-        self._tails: list[tuple[int, nn.Module, bool]] = [
-            (k, *_after_relu(op)) for k, op in zip(self._index, self.ops.values())
-        ]
-
-    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """x: (B, c, H, W); weights: (n_ops,) relaxed weights in ``primitives`` order."""
-        out: torch.Tensor | None = None
-        xr = torch.relu(x) if any(on_relu for _, _, on_relu in self._tails) else x
-        for k, op, on_relu in self._tails:
-            term = weights[k] * op(xr if on_relu else x)
-            out = term if out is None else out + term
-        if out is None:  # an edge with only ``none``
-            raise ValueError("a MixedOp needs at least one operation other than 'none'")
-        return out
-
-
 class SearchCell(nn.Module):
-    """A cell whose every edge is a ``MixedOp`` (the supernet's cell)."""
+    """The supernet's cell: every edge carries every candidate operation, mixed by relaxed weights.
+
+    Edges are computed per source state, all of a state's outgoing edges together (``EdgeGroup``);
+    the mixing and the sums are those of ``x_j = sum_{i<j} sum_o w_ijo * o(x_i)``. The straightforward
+    per-edge form stays in tests/oracle_cells.py, which checks this one against it.
+
+    The state dict uses the per-edge names ``edges.<e>.ops.<op>.*`` (hooks translate the grouped
+    tensors), so ``supernet.pt`` files, checkpoints and the derived network's weight inheritance read
+    and write the same keys as before the grouping.
+    """
 
     def __init__(self, n_nodes: int, c_pp: int, c_p: int, c: int, reduction: bool, reduction_prev: bool,
                  primitives: Sequence[str]) -> None:
         super().__init__()
         self.reduction = reduction
         self.n_nodes = n_nodes
+        self.primitives = tuple(primitives)
         self.pre0, self.pre1 = preprocess(c_pp, c_p, c, reduction_prev, affine=False)
-        self.edges = nn.ModuleList(
-            MixedOp(c, 2 if reduction and src < 2 else 1, primitives) for src, _ in edge_index(n_nodes)
+        pairs = edge_index(n_nodes)
+        # groups[j]: the edges leaving state j, in target order (the last node feeds no edge)
+        self._group_edges = [[e for e, (src, _) in enumerate(pairs) if src == j] for j in range(n_nodes + 1)]
+        self.groups = nn.ModuleList(
+            EdgeGroup(c, 2 if reduction and j < 2 else 1, len(edges), self.primitives)
+            for j, edges in enumerate(self._group_edges)
         )
+        self._targets = [[pairs[e][1] for e in edges] for edges in self._group_edges]
+        order = [e for edges in self._group_edges for e in edges]
+        self.register_buffer("_order", torch.tensor(order), persistent=False)
+        self._sizes = [len(edges) for edges in self._group_edges]
+        self.register_state_dict_post_hook(_to_legacy)
+        self.register_load_state_dict_pre_hook(_from_legacy)
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """s0, s1: the two previous cells' outputs; weights: (n_edges, n_ops) -> (B, n_nodes*c, H', W')."""
+        # Once per forward: the weights in group order, as (1, k, 1, 1, 1) columns per operation.
+        by_op = weights.t().index_select(1, self._order)  # (n_ops, n_edges), one copy
+        columns = [w.reshape(len(self.primitives), 1, -1, 1, 1, 1).unbind(0) for w in by_op.split(self._sizes, 1)]
         states = [self.pre0(s0), self.pre1(s1)]
-        e = 0
-        for i in range(self.n_nodes):
-            node = self.edges[e](states[0], weights[e])
-            for j in range(1, 2 + i):
-                node = node + self.edges[e + j](states[j], weights[e + j])
-            e += 2 + i
-            states.append(node)
+        partial: dict[int, torch.Tensor] = {}
+        for j, group in enumerate(self.groups):
+            if j >= 2:
+                states.append(partial.pop(j))  # node j has all its inputs
+            out = group(states[j], columns[j])
+            for m, dst in enumerate(self._targets[j]):
+                partial[dst] = out[:, m] if dst not in partial else partial[dst] + out[:, m]
+        states.append(partial.pop(self.n_nodes + 1))
         return torch.cat(states[2:], dim=1)
+
+    def legacy_items(self) -> list[tuple[str, str, str, list[int]]]:
+        """``(grouped name, per-edge suffix after ops., mode, edges)`` for every grouped tensor of the cell."""
+        return [(f"groups.{j}.{name}", suffix, mode, edges)
+                for j, (group, edges) in enumerate(zip(self.groups, self._group_edges))
+                for name, suffix, mode in group.legacy_keys()]
+
+
+def _to_legacy(module: nn.Module, state: dict[str, Any], prefix: str, _meta: Any) -> None:
+    """State-dict post hook: grouped tensors -> per-edge ``edges.<e>.ops.<op>.*`` entries."""
+    assert isinstance(module, SearchCell)
+    for name, suffix, mode, edges in module.legacy_items():
+        if prefix + name not in state:  # e.g. a mapping of parameters only
+            continue
+        tensor = state.pop(prefix + name)
+        parts = tensor.chunk(len(edges)) if mode == "split" else [tensor] * len(edges)
+        for e, part in zip(edges, parts):
+            state[f"{prefix}edges.{e}.ops.{suffix}"] = part
+
+
+def _from_legacy(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any) -> None:
+    """Load-state-dict pre hook: per-edge entries -> grouped tensors (missing ones are left to torch's check)."""
+    assert isinstance(module, SearchCell)
+    for name, suffix, mode, edges in module.legacy_items():
+        keys = [f"{prefix}edges.{e}.ops.{suffix}" for e in edges]
+        if not all(k in state for k in keys):
+            continue
+        parts = [state.pop(k) for k in keys]
+        state[prefix + name] = torch.cat(parts) if mode == "split" else parts[0]
 
 
 class FixedEdge(nn.Module):
@@ -110,8 +124,11 @@ class FixedEdge(nn.Module):
         self.ops = nn.ModuleDict(ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [op(x) for op in self.ops.values()]
-        return outs[0] if len(outs) == 1 else torch.stack(outs).sum(0)
+        out: torch.Tensor | None = None
+        for op in self.ops.values():
+            out = op(x) if out is None else out + op(x)
+        assert out is not None  # a FixedEdge has at least one op
+        return out
 
 
 class FixedCell(nn.Module):
@@ -136,6 +153,9 @@ class FixedCell(nn.Module):
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
         for dst in range(2, self.n_nodes + 2):
-            terms = [self.edges[key](states[src]) for key, src in self._inputs[dst]]
-            states.append(terms[0] if len(terms) == 1 else torch.stack(terms).sum(0))
+            node: torch.Tensor | None = None
+            for key, src in self._inputs[dst]:
+                node = self.edges[key](states[src]) if node is None else node + self.edges[key](states[src])
+            assert node is not None  # a validated genotype feeds every node
+            states.append(node)
         return torch.cat(states[2:], dim=1)

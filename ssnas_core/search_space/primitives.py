@@ -52,22 +52,32 @@ class DepthwiseConv2d(nn.Conv2d):
         super().__init__(c, c, kernel, stride, padding, dilation=dilation, groups=c, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.dilation != (2, 2) or x.device.type != "cpu" or self.padding != (self.kernel_size[0] - 1,) * 2:
-            return super().forward(x)
-        pad = (self.kernel_size[0] - 1) // 2
-        if self.stride == (2, 2):
-            return F.conv2d(x[:, :, ::2, ::2], self.weight, None, 1, pad, 1, self.groups)
-        b, c, h, w = x.shape
-        he, we = h + h % 2, w + w % 2
-        # Work on the (B, H, W, C) view so channels_last inputs stay channels_last (oneDNN's fast path).
-        if (he, we) != (h, w):
-            x = F.pad(x, (0, we - w, 0, he - h))
-        x = x.permute(0, 2, 3, 1)
-        # phase (i, j) = x[..., i::2, j::2], stacked on the batch: (4B, H/2, W/2, C)
-        phases = x.reshape(b, he // 2, 2, we // 2, 2, c).permute(2, 4, 0, 1, 3, 5).reshape(4 * b, he // 2, we // 2, c)
-        y = F.conv2d(phases.permute(0, 3, 1, 2), self.weight, None, 1, pad, 1, self.groups).permute(0, 2, 3, 1)
-        y = y.reshape(2, 2, b, he // 2, we // 2, c).permute(2, 3, 0, 4, 1, 5).reshape(b, he, we, c)
-        return y[:, :h, :w].permute(0, 3, 1, 2)
+        return depthwise_conv(x, self.weight, self.stride[0], self.padding[0], self.dilation[0])
+
+
+def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
+    """Depthwise conv of ``x`` (B, C, H, W) by ``weight`` (C, 1, k, k); dilation 2 via phases on the CPU.
+
+    See ``DepthwiseConv2d`` for why and how; the phase form applies to 'same' padding (``k - 1``).
+    """
+    groups = weight.shape[0]
+    kernel = weight.shape[-1]
+    if dilation != 2 or x.device.type != "cpu" or padding != kernel - 1:
+        return F.conv2d(x, weight, None, stride, padding, dilation, groups)
+    pad = (kernel - 1) // 2
+    if stride == 2:
+        return F.conv2d(x[:, :, ::2, ::2], weight, None, 1, pad, 1, groups)
+    b, c, h, w = x.shape
+    he, we = h + h % 2, w + w % 2
+    # Work on the (B, H, W, C) view so channels_last inputs stay channels_last (oneDNN's fast path).
+    if (he, we) != (h, w):
+        x = F.pad(x, (0, we - w, 0, he - h))
+    x = x.permute(0, 2, 3, 1)
+    # phase (i, j) = x[..., i::2, j::2], stacked on the batch: (4B, H/2, W/2, C)
+    phases = x.reshape(b, he // 2, 2, we // 2, 2, c).permute(2, 4, 0, 1, 3, 5).reshape(4 * b, he // 2, we // 2, c)
+    y = F.conv2d(phases.permute(0, 3, 1, 2), weight, None, 1, pad, 1, groups).permute(0, 2, 3, 1)
+    y = y.reshape(2, 2, b, he // 2, we // 2, c).permute(2, 3, 0, 4, 1, 5).reshape(b, he, we, c)
+    return y[:, :h, :w].permute(0, 3, 1, 2)
 
 
 class DilConv(nn.Sequential):

@@ -1,0 +1,214 @@
+"""All edges leaving one state of a search cell, computed together (fewer, larger kernels).
+
+A search cell's state ``j`` feeds ``k`` edges, one to each later node. Every
+candidate operation on those edges reads the same input, so:
+
+* ReLU, and the pools with their BN, run once per state. The pools' BNs are
+  affine-free and use batch statistics, so each edge's copy would compute the
+  same tensor (and keep the same running statistics): sharing them is exact.
+* Each convolution type (``sep_conv_3x3``, ...) of the ``k`` edges runs as one
+  grouped convolution: depthwise with ``groups = k*C`` on the input repeated
+  ``k`` times, pointwise with ``groups = k``, and one BN over the ``k*C``
+  channels (per-channel statistics, so the same as ``k`` BNs).
+* The stride-2 ``skip_connect`` (FactorizedReduce) of the ``k`` edges is two
+  1x1 convolutions with all edges' output channels stacked.
+* The ``k`` mixed outputs come from one fused multiply-add per operation type:
+  ``out = out + y_op * w[:, op]`` over a ``(B, k, C, H, W)`` tensor.
+
+``legacy_keys`` maps each grouped tensor to the per-edge state-dict names of
+the straightforward implementation (``edges.<e>.ops.<op>.*``), which the cell
+uses to read and write state dicts, so checkpoints, ``supernet.pt`` files and
+weight inheritance keep their names.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ssnas_core.search_space.primitives import depthwise_conv
+
+# (grouped tensor name, legacy suffix after ``ops.``, how it maps: "split" k ways along dim 0, or "shared")
+LegacyKey = tuple[str, str, str]
+_BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def _bn(c: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(c, affine=False)
+
+
+class GroupedDilConv(nn.Module):
+    """``k`` DilConvs (depthwise dilated conv -> pointwise conv -> BN) on one input, after a shared ReLU."""
+
+    def __init__(self, c: int, k: int, kernel: int, stride: int, padding: int, dilation: int) -> None:
+        super().__init__()
+        self.k, self.stride, self.padding, self.dilation = k, stride, padding, dilation
+        self.dw = nn.Parameter(torch.empty(k * c, 1, kernel, kernel))
+        self.pw = nn.Parameter(torch.empty(k * c, c, 1, 1))
+        self.bn = _bn(k * c)
+        _init_like_conv(self.dw, 1 * kernel * kernel)
+        _init_like_conv(self.pw, c)
+
+    def forward(self, xr_k: torch.Tensor) -> torch.Tensor:
+        """xr_k: (B, k*C, H, W), the ReLU'd input repeated k times -> (B, k*C, H', W')."""
+        y = depthwise_conv(xr_k, self.dw, self.stride, self.padding, self.dilation)
+        return self.bn(F.conv2d(y, self.pw, groups=self.k))
+
+    @staticmethod
+    def legacy(prefix: str, legacy: str) -> list[LegacyKey]:
+        keys = [(f"{prefix}dw", f"{legacy}1.weight", "split"), (f"{prefix}pw", f"{legacy}2.weight", "split")]
+        return keys + [(f"{prefix}bn.{b}", f"{legacy}3.{b}", _bn_mode(b)) for b in _BN_BUFFERS]
+
+
+class GroupedSepConv(nn.Module):
+    """``k`` SepConvs: two GroupedDilConv blocks of dilation 1, the first with the stride."""
+
+    def __init__(self, c: int, k: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        pad = kernel // 2
+        self.first = GroupedDilConv(c, k, kernel, stride, pad, 1)
+        self.second = GroupedDilConv(c, k, kernel, 1, pad, 1)
+
+    def forward(self, xr_k: torch.Tensor) -> torch.Tensor:
+        return self.second(torch.relu_(self.first(xr_k)))
+
+    @staticmethod
+    def legacy(prefix: str, legacy: str) -> list[LegacyKey]:
+        return (GroupedDilConv.legacy(f"{prefix}first.", f"{legacy}0.")
+                + GroupedDilConv.legacy(f"{prefix}second.", f"{legacy}1."))
+
+
+class GroupedFactorizedReduce(nn.Module):
+    """``k`` FactorizedReduce skips (two offset 1x1 stride-2 convs, concatenated, BN) on one ReLU'd input."""
+
+    def __init__(self, c: int, k: int) -> None:
+        super().__init__()
+        if c % 2:
+            raise ValueError(f"FactorizedReduce needs an even channel count, got {c}")
+        self.k = k
+        self.conv_1 = nn.Parameter(torch.empty(k * c // 2, c, 1, 1))
+        self.conv_2 = nn.Parameter(torch.empty(k * c // 2, c, 1, 1))
+        self.bn = _bn(k * c)
+        _init_like_conv(self.conv_1, c)
+        _init_like_conv(self.conv_2, c)
+
+    def forward(self, xr: torch.Tensor) -> torch.Tensor:
+        """xr: (B, C, H, W) ReLU'd -> (B, k*C, H', W'), each edge's channels as [conv_1, conv_2]."""
+        y1 = F.conv2d(xr, self.conv_1, stride=2)
+        y2 = F.conv2d(F.pad(xr[:, :, 1:, 1:], (0, 1, 0, 1)), self.conv_2, stride=2)
+        b, _, h, w = y1.shape
+        y = torch.stack([y1.view(b, self.k, -1, h, w), y2.view(b, self.k, -1, h, w)], dim=2)
+        return self.bn(y.view(b, -1, h, w))
+
+    @staticmethod
+    def legacy(prefix: str, legacy: str) -> list[LegacyKey]:
+        keys = [(f"{prefix}conv_1", f"{legacy}conv_1.weight", "split"),
+                (f"{prefix}conv_2", f"{legacy}conv_2.weight", "split")]
+        return keys + [(f"{prefix}bn.{b}", f"{legacy}bn.{b}", _bn_mode(b)) for b in _BN_BUFFERS]
+
+
+class _GradLikeInput(torch.autograd.Function):
+    """Identity whose backward hands on the gradient in the input's memory format.
+
+    The mixing works on 5-D views, and the gradient it returns to an operation's output can come
+    back in a different layout from the output's own (channels_last on the CPU). oneDNN's BN and conv
+    backward then take a slow path (3x slower BN backward, measured); one copy here avoids that.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, y: torch.Tensor) -> torch.Tensor:
+        ctx.channels_last = y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
+        return y.view_as(y)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous(memory_format=torch.channels_last if ctx.channels_last else torch.contiguous_format)
+
+
+def _grad_like_input(y: torch.Tensor) -> torch.Tensor:
+    return _GradLikeInput.apply(y) if y.requires_grad else y  # type: ignore[no-any-return]
+
+
+def _bn_mode(buffer: str) -> str:
+    return "shared" if buffer == "num_batches_tracked" else "split"
+
+
+def _init_like_conv(weight: nn.Parameter, fan_in: int) -> None:
+    """``nn.Conv2d``'s default initialisation (kaiming uniform, a = sqrt(5)) for a weight of fan-in ``fan_in``."""
+    bound = 1.0 / fan_in**0.5
+    nn.init.uniform_(weight, -bound, bound)
+
+
+_CONVS = {"sep_conv_3x3": (3, "sep"), "sep_conv_5x5": (5, "sep"), "dil_conv_3x3": (3, "dil"),
+          "dil_conv_5x5": (5, "dil")}
+
+
+class EdgeGroup(nn.Module):
+    """The ``k`` edges leaving one state, every candidate operation, mixed by their relaxed weights.
+
+    Args:
+        c: channels C of the cell.
+        stride: 2 for the edges leaving a reduction cell's inputs, else 1.
+        k: edges in the group.
+        primitives: candidate operations (``none`` contributes nothing and is skipped).
+    """
+
+    def __init__(self, c: int, stride: int, k: int, primitives: Sequence[str]) -> None:
+        super().__init__()
+        self.k, self.stride = k, stride
+        self.primitives = tuple(primitives)
+        unknown = [p for p in self.primitives if p not in (*_CONVS, "max_pool_3x3", "avg_pool_3x3",
+                                                           "skip_connect", "none")]
+        if unknown:
+            raise ValueError(f"the search cell has no grouped form of operation(s) {unknown}")
+        self.convs = nn.ModuleDict()
+        for p in self.primitives:
+            if p in _CONVS:
+                kernel, kind = _CONVS[p]
+                self.convs[p] = (GroupedSepConv(c, k, kernel, stride) if kind == "sep"
+                                 else GroupedDilConv(c, k, kernel, stride, kernel - 1, 2))
+        self.pool_bn = nn.ModuleDict({p: _bn(c) for p in self.primitives if p in ("max_pool_3x3", "avg_pool_3x3")})
+        self.reduce = GroupedFactorizedReduce(c, k) if stride == 2 and "skip_connect" in self.primitives else None
+        if not self.convs and not self.pool_bn and "skip_connect" not in self.primitives:
+            raise ValueError("a search cell needs at least one operation other than 'none'")
+
+    def forward(self, x: torch.Tensor, weights: Sequence[torch.Tensor]) -> torch.Tensor:
+        """x: (B, C, H, W); weights: per primitive a (1, k, 1, 1, 1) tensor -> (B, k, C, H', W')."""
+        xr = torch.relu(x)
+        xr_k = torch.cat([xr] * self.k, dim=1) if self.convs and self.k > 1 else xr
+        out: torch.Tensor | None = None
+        for p, w in zip(self.primitives, weights):
+            if p == "none":
+                continue
+            y = _grad_like_input(self._op(p, x, xr, xr_k))
+            per_edge = p in self.convs or (p == "skip_connect" and self.reduce is not None)
+            y = y.unflatten(1, (self.k, -1)) if per_edge else y.unsqueeze(1)  # shared: broadcast over the k edges
+            out = y * w if out is None else torch.addcmul(out, y, w)
+        assert out is not None  # checked in __init__
+        return out
+
+    def _op(self, p: str, x: torch.Tensor, xr: torch.Tensor, xr_k: torch.Tensor) -> torch.Tensor:
+        """One operation type for all k edges: (B, k*C, H', W'), or (B, C, H', W') when shared by all."""
+        if p in self.convs:
+            return self.convs[p](xr_k)  # type: ignore[no-any-return]
+        if p == "max_pool_3x3":
+            return self.pool_bn[p](F.max_pool2d(x, 3, self.stride, 1))  # type: ignore[no-any-return]
+        if p == "avg_pool_3x3":
+            return self.pool_bn[p](F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False))  # type: ignore
+        if self.reduce is not None:  # skip_connect, stride 2
+            return self.reduce(xr)  # type: ignore[no-any-return]
+        return x  # skip_connect, stride 1
+
+    def legacy_keys(self) -> list[LegacyKey]:
+        """Every tensor of the group: its name here, the per-edge name after ``ops.``, and how it maps."""
+        keys: list[LegacyKey] = []
+        for p, module in self.convs.items():
+            keys += module.legacy(f"convs.{p}.", f"{p}.")
+        for p in self.pool_bn:
+            keys += [(f"pool_bn.{p}.{b}", f"{p}.1.{b}", "shared") for b in _BN_BUFFERS]
+        if self.reduce is not None:
+            keys += GroupedFactorizedReduce.legacy("reduce.", "skip_connect.")
+        return keys

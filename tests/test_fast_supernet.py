@@ -1,0 +1,88 @@
+"""The grouped search cell against the per-edge oracle (tests/oracle_cells.py), and its state-dict names."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from ssnas_core.search.architect import Architect
+from ssnas_core.search.objective import SearchObjective
+from ssnas_core.search_space.cells import SearchCell, _to_legacy
+from ssnas_core.search_space.heads import Projector
+from ssnas_core.search_space.network import DerivedNetwork
+from ssnas_core.search_space.supernet import Supernet
+
+from .oracle_cells import oracle_supernet
+
+
+def _pair(relaxation: str) -> tuple[SearchObjective, SearchObjective]:
+    torch.manual_seed(0)
+    fast = Supernet(1, 8, relaxation=relaxation, image_size=16)
+    with torch.no_grad():
+        for a in fast.alphas():
+            a.normal_(0.0, 1.0)
+    head = Projector(fast.feature_dim, (64, 64))
+    oracle = oracle_supernet(fast)
+    # float64: the second-order term is a finite difference (eps = 0.01 / ||grad||), which would amplify
+    # float32 rounding differences between two correct implementations
+    return (SearchObjective(fast, head, "barlow-twins").double(),
+            SearchObjective(oracle, copy.deepcopy(head), "barlow-twins").double())
+
+
+def _weight_grads(objective: SearchObjective) -> dict[str, torch.Tensor]:
+    """Weight gradients by state-dict name, grouped tensors split back to per-edge names."""
+    grads = {name: p.grad for name, p in objective.named_parameters() if "alpha" not in name}
+    for i, cell in enumerate(objective.supernet.cells):
+        if isinstance(cell, SearchCell):
+            _to_legacy(cell, grads, f"supernet.cells.{i}.", None)
+    return grads
+
+
+@pytest.mark.parametrize("relaxation", ["sigmoid", "softmax"])
+@pytest.mark.parametrize("order", [1, 2])
+def test_grouped_cells_match_the_per_edge_oracle(relaxation: str, order: int) -> None:
+    fast, oracle = _pair(relaxation)
+    gen = torch.Generator().manual_seed(1)
+    views = [torch.randn(8, 1, 16, 16, generator=gen, dtype=torch.float64) for _ in range(4)]
+    y = torch.zeros(8, dtype=torch.long)
+    results = []
+    for objective in (fast, oracle):
+        alphas = objective.supernet.alphas()
+        ids = {id(a) for a in alphas}
+        weights = [p for p in objective.parameters() if id(p) not in ids]
+        architect = Architect(alphas, weights, torch.optim.SGD(alphas, lr=0.0), w01=10.0, order=order,
+                              ssl_scale=1 / 64)
+        out = architect.step(lambda o=objective: o(views[0], views[1], y),
+                             lambda o=objective: o(views[2], views[3], y), xi=0.025)
+        alpha_grads = [a.grad.clone() for a in alphas]
+        objective.zero_grad()
+        objective(views[2], views[3], y).backward()  # the weight step's gradients
+        results.append((out["ssl"], alpha_grads, _weight_grads(objective)))
+    (loss_f, alpha_f, w_f), (loss_o, alpha_o, w_o) = results
+    assert torch.allclose(loss_f, loss_o, rtol=1e-9)
+    for gf, go in zip(alpha_f, alpha_o):
+        assert torch.allclose(gf, go, rtol=1e-6, atol=1e-9 * go.abs().max().item()), (gf - go).abs().max()
+    assert set(w_f) == set(w_o)
+    for name, go in w_o.items():
+        gf = w_f[name]
+        assert gf.shape == go.shape, name
+        assert torch.allclose(gf, go, rtol=1e-6, atol=1e-9 * go.abs().max().item() + 1e-15), name
+
+
+def test_state_dict_keeps_the_per_edge_names_and_loads_an_old_one() -> None:
+    fast, oracle = _pair("sigmoid")
+    keys = set(fast.supernet.state_dict())
+    assert "cells.0.edges.3.ops.sep_conv_3x3.0.1.weight" in keys and not any(".groups." in k for k in keys)
+    # a state dict written by the per-edge implementation (as supernet.pt files before the grouping) loads
+    old = {k: v.float() + 0.5 if v.is_floating_point() else v for k, v in oracle.supernet.state_dict().items()}
+    fresh = Supernet(1, 8, image_size=16)
+    fresh.load_state_dict(old)
+    reloaded = fresh.state_dict()
+    assert all(torch.equal(reloaded[k], old[k]) for k in old)
+    # and the derived network inherits the searched weights by those names
+    genotype = fresh.genotype()
+    net = DerivedNetwork(genotype, 1, 8, 3, image_size=16)
+    inherited = net.inherit_from(reloaded)
+    assert sum(".edges." in k for k in inherited) >= len(genotype.normal), inherited
