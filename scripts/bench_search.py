@@ -5,6 +5,7 @@ Runs on torch alone (no mlflow/optuna), on synthetic uint8 images held on the de
     python scripts/bench_search.py --device cpu --batch-size 32 --width 16
     python scripts/bench_search.py --device cuda --batch-size 32 256 --steps 30
     python scripts/bench_search.py --against 5d84007 --repeats 3      # side by side with another revision
+    python scripts/bench_search.py --stage finetune --against 5d84007 # a fine-tune epoch, side by side
 
 * images/s counts the images of the weight batch per step (each step also makes two views of an
   alpha batch of the same size), as the DESIGN.md reference does.
@@ -13,10 +14,11 @@ Runs on torch alone (no mlflow/optuna), on synthetic uint8 images held on the de
   permute, slice, detach, ...), which launch nothing. Counted at first and second order.
 * peak memory: the process's maximum resident set on the CPU (each measurement runs in its own
   process with ``--against``), ``max_memory_allocated`` on CUDA.
+* ``--tracking``: one epoch's off-step work (checkpoint, batched metrics, genotype and heatmap plots,
+  uploads) through a real MLflow SQLite store, and its share of an epoch of ``--epoch-steps`` steps.
 * ``--against REV`` checks REV out into a temporary git worktree and runs the same measurement on
   both code trees in alternation (A B A B ...), each in a fresh process, then prints the medians
-  and the ratios. ``--tracking`` also times one epoch's off-step work (metrics, plots, checkpoint)
-  through a real MLflow store.
+  and the ratios.
 
 Prints one JSON object per configuration (and a table with ``--against``).
 """
@@ -125,12 +127,56 @@ def bench(args: argparse.Namespace, batch_size: int) -> dict[str, object]:
             counted = count_ops(args, min(batch_size, 8), order)
             out[f"ops_order{order}"], out[f"kernels_order{order}"] = counted["ops"], counted["kernels"]
     if args.tracking:
-        out.update(offstep_seconds(engine))
+        off = offstep_seconds(engine)
+        epoch = args.epoch_steps * seconds / args.steps
+        out.update({"offstep_s": round(off, 2), "epoch_s_at_defaults": round(epoch, 1),
+                    "offstep_share": round(off / epoch, 4)})
     return out
 
 
-def offstep_seconds(engine: Any) -> dict[str, float]:
-    """One epoch's off-step work through a real MLflow store: metrics, artifacts and plots, checkpoint upload."""
+def bench_finetune(args: argparse.Namespace, batch_size: int) -> dict[str, object]:
+    """A fine-tune epoch of the derived network (a fixed genotype) on synthetic images: images/s, ops per step."""
+    import torch
+
+    from ssnas_core.config import RunConfig, with_overrides
+    from ssnas_core.data.synthetic import make_synthetic
+    from ssnas_core.finetune.setup import build_derived, build_finetune
+    from ssnas_core.search_space.genotype import Genotype
+
+    n = batch_size * (args.steps + 1)
+    data = make_synthetic(n_train=n, n_val=batch_size, n_test=8, size=args.size, channels=args.channels, seed=0)
+    cfg = with_overrides(RunConfig(), {"device": args.device, "finetune.batch_size": batch_size,
+                                       "finetune.epochs": 2, "finetune.channels_last": args.channels_last,
+                                       "finetune.amp": args.amp, "data.size": args.size})
+    genotype = Genotype.from_json(GENOTYPE)
+    model, _ = build_derived(genotype, data, args.width, 3, None)
+    setup = build_finetune(cfg, model, data, [])
+    engine, device = setup.engine, setup.device
+    engine.run_epoch()  # warm-up
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    engine.run_epoch()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - start
+    return {"code": str(args.code_root or REPO), "stage": "finetune", "batch_size": batch_size,
+            "threads": torch.get_num_threads(), "steps": engine.steps_per_epoch,
+            "ms_per_step": round(1000 * seconds / engine.steps_per_epoch, 1),
+            "images_per_s": round(engine.steps_per_epoch * batch_size / seconds, 2),
+            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+# A fixed genotype for the fine-tune benchmark (every operation type, both cell kinds).
+GENOTYPE = """{"normal": [["sep_conv_3x3", 0, 2], ["skip_connect", 1, 2], ["dil_conv_3x3", 0, 3],
+ ["sep_conv_5x5", 2, 3], ["max_pool_3x3", 1, 4], ["dil_conv_5x5", 3, 4], ["avg_pool_3x3", 2, 5],
+ ["sep_conv_3x3", 4, 5]], "reduce": [["max_pool_3x3", 0, 2], ["sep_conv_5x5", 1, 2], ["skip_connect", 0, 3],
+ ["dil_conv_3x3", 2, 3], ["sep_conv_3x3", 1, 4], ["avg_pool_3x3", 3, 4], ["dil_conv_5x5", 0, 5],
+ ["skip_connect", 4, 5]], "n_nodes": 4}"""
+
+
+def offstep_seconds(engine: Any) -> float:
+    """Seconds of one epoch's off-step work through a real MLflow store: checkpoint, metrics, plots, uploads."""
     from ssnas_core.checkpoint import LAST, save_checkpoint
     from ssnas_core.cli.search_cmd import _log_epoch
     from ssnas_core.config import RunConfig, with_overrides
@@ -140,9 +186,7 @@ def offstep_seconds(engine: Any) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = with_overrides(RunConfig(), {"search.epochs": 1})
         tracker = MlflowTracker.start(f"sqlite:///{tmp}/mlflow.db", "bench", "bench", {})
-        start = time.perf_counter()
         report = engine.run_epoch()
-        epoch = time.perf_counter() - start
         run_dir = Path(tmp) / "run"
         start = time.perf_counter()
         save_checkpoint(run_dir / "checkpoints", {"engine": engine.state_dict()})
@@ -152,14 +196,14 @@ def offstep_seconds(engine: Any) -> dict[str, float]:
         tracker.log_artifact(run_dir / "checkpoints" / LAST, "checkpoints")
         off = time.perf_counter() - start
         tracker.end("FINISHED")
-    return {"epoch_s": round(epoch, 2), "offstep_s": round(off, 2), "offstep_share": round(off / epoch, 3)}
+    return off
 
 
 def _child(args: argparse.Namespace, code_root: Path, batch_size: int) -> dict[str, Any]:
     argv = [sys.executable, str(Path(__file__).resolve()), "--code-root", str(code_root), "--batch-size",
             str(batch_size)]
     for flag in ("device", "width", "size", "channels", "steps", "warmup", "arch_order", "relaxation", "ssl",
-                 "amp", "channels_last", "threads"):
+                 "amp", "channels_last", "threads", "stage"):
         argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
     if args.count_ops:
         argv.append("--count-ops")
@@ -214,8 +258,13 @@ def main() -> None:
     p.add_argument("--amp", default="none", choices=("none", "bf16"))
     p.add_argument("--channels-last", default="auto", choices=("auto", "on", "off"))
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--stage", default="search", choices=("search", "finetune"),
+                   help="search: one search step; finetune: a fine-tune epoch of a fixed derived network")
     p.add_argument("--count-ops", action="store_true", help="also count dispatched operations per step")
-    p.add_argument("--tracking", action="store_true", help="also time an epoch's off-step work with MLflow")
+    p.add_argument("--tracking", action="store_true",
+                   help="also time an epoch's off-step work with MLflow, as a share of an epoch of --epoch-steps")
+    p.add_argument("--epoch-steps", type=int, default=60,
+                   help="steps of the epoch the off-step share refers to (60: PneumoniaMNIST at rho 10, batch 32)")
     p.add_argument("--against", metavar="REV", help="compare with this git revision, side by side")
     p.add_argument("--repeats", type=int, default=3, help="with --against: runs of each tree")
     p.add_argument("--code-root", default="", help=argparse.SUPPRESS)  # which ssnas_core to import
@@ -230,7 +279,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for batch_size in args.batch_size:
-        print(json.dumps(bench(args, batch_size)), flush=True)
+        measure = bench_finetune if args.stage == "finetune" else bench
+        print(json.dumps(measure(args, batch_size)), flush=True)
 
 
 if __name__ == "__main__":

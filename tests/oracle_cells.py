@@ -14,19 +14,9 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ssnas_core.search_space.cells import edge_index, preprocess
-from ssnas_core.search_space.primitives import OPS, DilConv, SepConv
+from ssnas_core.search_space.cells import after_relu, edge_index, preprocess
+from ssnas_core.search_space.primitives import OPS
 from ssnas_core.search_space.supernet import Supernet
-
-
-def _after_relu(op: nn.Module) -> tuple[nn.Module, bool]:
-    """``(tail, True)`` when ``op`` is ReLU followed by ``tail`` (DilConv, SepConv), else ``(op, False)``."""
-    if isinstance(op, DilConv):
-        return nn.Sequential(*list(op.children())[1:]), True
-    if isinstance(op, SepConv):
-        first, second = op[0], op[1]
-        return nn.Sequential(nn.Sequential(*list(first.children())[1:]), second), True
-    return op, False
 
 
 class MixedOp(nn.Module):
@@ -44,7 +34,7 @@ class MixedOp(nn.Module):
         # The conv ops all start with ReLU(x): compute it once per edge and run their tails on it.
         # (A plain list, so the tails' shared modules are not registered twice.)
         self._tails: list[tuple[int, nn.Module, bool]] = [
-            (k, *_after_relu(op)) for k, op in zip(self._index, self.ops.values())
+            (k, *after_relu(op)) for k, op in zip(self._index, self.ops.values())
         ]
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -86,3 +86,23 @@ def test_state_dict_keeps_the_per_edge_names_and_loads_an_old_one() -> None:
     net = DerivedNetwork(genotype, 1, 8, 3, image_size=16)
     inherited = net.inherit_from(reloaded)
     assert sum(".edges." in k for k in inherited) >= len(genotype.normal), inherited
+
+
+def test_derived_cell_sharing_relu_equals_running_each_op_whole() -> None:
+    torch.manual_seed(0)
+    genotype = Supernet(1, 8, image_size=16).genotype()
+    net = DerivedNetwork(genotype, 1, 8, 3, image_size=16, n_classes=3).train()
+    x = torch.randn(4, 1, 16, 16)
+
+    def reference(x: torch.Tensor) -> torch.Tensor:  # each op applied whole, with its own ReLU
+        s0 = s1 = net.stem(x)
+        for cell in net.cells:
+            states = [cell.pre0(s0), cell.pre1(s1)]
+            for dst in range(2, cell.n_nodes + 2):
+                states.append(sum(op(states[src]) for key, src in cell._inputs[dst]
+                                  for op in cell.edges[key].ops.values()))
+            s0, s1 = s1, torch.cat(states[2:], dim=1)
+        return net.head(s1.mean(dim=(2, 3)))
+
+    fast = net(x)
+    assert torch.allclose(fast, reference(x), rtol=1e-5, atol=1e-6)

@@ -158,3 +158,13 @@ def test_resume_refuses_a_checkpoint_of_the_old_search_space(workdir, capsys) ->
     assert main(["search", "--resume", run_id, "--no-tracking"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "older ssnas" in err[0] and "start a new search" in err[0]
+
+
+def test_zero_one_closed_form_gradient_equals_autograd() -> None:
+    from ssnas_core.losses.zero_one import zero_one_grad
+
+    gen = torch.Generator().manual_seed(0)
+    alphas = [torch.randn(14, 7, generator=gen, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    exact = torch.autograd.grad(zero_one_loss(alphas), alphas)
+    for g, h in zip(zero_one_grad(alphas), exact):
+        assert torch.allclose(g, h, rtol=1e-12, atol=0)

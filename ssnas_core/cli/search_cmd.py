@@ -47,13 +47,15 @@ def _resume_config(overrides: dict[str, Any], state: dict[str, Any]) -> RunConfi
 
 def _log_epoch(tracker: Tracker, report: EpochReport, cfg: RunConfig, primitives: tuple[str, ...]) -> None:
     ssl_key = {"barlow-twins": "loss_bt", "simclr": "loss_simclr", "ce": "loss_ce"}[cfg.search.ssl]
+    rows = []
     for i in range(len(report.losses["loss_train"])):
         metrics = {f"search/{ssl_key}": report.losses["loss_train"][i],
                    f"search/val_{ssl_key}": report.losses["loss_val"][i],
                    "search/loss_arch": report.losses["loss_arch"][i], "search/lr": report.lr}
         if cfg.search.relaxation == "sigmoid":
             metrics["search/loss_zero_one"] = report.losses["loss_zero_one"][i]
-        tracker.log_metrics(metrics, step=report.first_step + i)
+        rows.append((metrics, report.first_step + i))
+    tracker.log_metric_steps(rows)  # the epoch's per-step values in one batched call
     epoch_metrics = alpha_metrics(report.arch_weights, primitives, cfg.search.nodes)
     for cell, count in report.genotype.skip_count().items():
         epoch_metrics[f"search/skip_count/{cell}"] = float(count)

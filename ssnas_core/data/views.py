@@ -139,6 +139,21 @@ class TwoViews:
         y = x.float().div_(255.0)
         return self._augment(y, generator), self._augment(y, generator)
 
+    def one_view(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One augmented view (the fine-tune's training transform), made alone rather than one of two.
+
+        Args:
+            x: uint8 (B, C, H, W) on the device of ``generator``.
+            generator: the only source of randomness; its state advances.
+
+        Returns:
+            A float32 (B, C, size, size) normalised view.
+        """
+        self._check(x)
+        if generator.device.type != x.device.type:
+            raise ConfigError(f"TwoViews: the generator is on {generator.device} but the batch on {x.device}")
+        return self._augment(x.float().div_(255.0), generator)
+
     def _augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """One augmented, normalised view of a float batch in [0, 1] of shape (B, C, H, W)."""
         b = x.shape[0]

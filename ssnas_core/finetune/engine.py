@@ -41,7 +41,7 @@ class FinetuneEngine:
         model: maps normalised (B, C, H, W) images to logits (B, K).
         criterion: loss on (logits, labels); may have ``set_epoch(epoch, epochs)`` (LDAM-DRW).
         adjust: training-time logit transform (logit adjustment) or identity.
-        augment: ``(x_uint8, generator) -> (view, _)`` training augmentation.
+        augment: ``(x_uint8, generator) -> view`` training augmentation (one view per step).
         normalize: ``x_uint8 -> float`` evaluation transform.
         data: the splits on the device.
         multilabel: sigmoid scores instead of softmax.
@@ -49,7 +49,7 @@ class FinetuneEngine:
     """
 
     def __init__(self, cfg: FinetuneConfig, model: nn.Module, criterion: nn.Module, adjust: nn.Module,
-                 augment: Callable[[torch.Tensor, torch.Generator], tuple[torch.Tensor, torch.Tensor]],
+                 augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor],
                  normalize: Callable[[torch.Tensor], torch.Tensor], data: LabeledData, multilabel: bool,
                  seed: int) -> None:
         self.cfg, self.model, self.criterion, self.adjust = cfg, model, criterion, adjust
@@ -58,7 +58,7 @@ class FinetuneEngine:
         self.device = data.x_train.device
         self.channels_last = use_channels_last(cfg.channels_last, self.device)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                         weight_decay=cfg.weight_decay)
+                                         weight_decay=cfg.weight_decay, foreach=True)
         self.steps_per_epoch = len(data.x_train) // cfg.batch_size
         if self.steps_per_epoch < 1:
             raise ValueError(f"the training set needs at least one batch of {cfg.batch_size}")
@@ -101,7 +101,7 @@ class FinetuneEngine:
         b = self.cfg.batch_size
         for s in range(self.steps_per_epoch):
             idx = perm[s * b:(s + 1) * b]
-            x = self.augment(self.data.x_train[idx], aug)[0] if self.cfg.aug_strength > 0 \
+            x = self.augment(self.data.x_train[idx], aug) if self.cfg.aug_strength > 0 \
                 else self.normalize(self.data.x_train[idx])
             losses[s] = self.train_step(x, self.data.y_train[idx])
         mean = float(losses.mean())

@@ -82,6 +82,6 @@ def build_finetune(cfg: RunConfig, model: nn.Module, dataset: ImageDataset, inhe
     criterion.to(device)
     adjust.to(device)
     views = TwoViews(dataset.size, dataset.n_channels, strength=f.aug_strength)
-    engine = FinetuneEngine(f, model, criterion, adjust, views, views.normalize, data, dataset.is_multilabel,
+    engine = FinetuneEngine(f, model, criterion, adjust, views.one_view, views.normalize, data, dataset.is_multilabel,
                             cfg.seed)
     return FinetuneSetup(engine, dataset, counts, inherited, device, views)

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ssnas_core.losses.zero_one import zero_one_loss
+from ssnas_core.losses.zero_one import zero_one_grad, zero_one_loss
 
 Objective = Callable[[], torch.Tensor]
 
@@ -70,12 +70,13 @@ class Architect:
         else:
             loss, grads = self._unrolled(val_loss, train_loss, xi)
             grads = [g * self.ssl_scale for g in grads]
-        l01 = zero_one_loss(self.alphas)
+        with torch.no_grad():
+            l01 = zero_one_loss(self.alphas)
         total = loss.detach() * self.ssl_scale
         share = torch.zeros((), device=l01.device)
         if self.w01 > 0:
-            # The zero-one term's gradient is closed-form on the alphas alone: a tiny graph, no supernet pass.
-            g01 = torch.autograd.grad(self.w01 * l01, self.alphas)
+            # The zero-one term's gradient is closed-form on the alphas alone: no second backward.
+            g01 = [self.w01 * g for g in zero_one_grad(self.alphas)]
             share = _norm(g01) / _norm(grads).clamp_min(1e-30)
             grads = [g + h for g, h in zip(grads, g01)]
             total = total + self.w01 * l01.detach()

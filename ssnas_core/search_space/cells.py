@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ssnas_core.search_space.edge_group import EdgeGroup
-from ssnas_core.search_space.primitives import OPS, FactorizedReduce, ReLUConvBN
+from ssnas_core.search_space.primitives import OPS, DilConv, FactorizedReduce, ReLUConvBN, SepConv
 
 
 def n_edges(n_nodes: int) -> int:
@@ -80,9 +80,10 @@ class SearchCell(nn.Module):
         for j, group in enumerate(self.groups):
             if j >= 2:
                 states.append(partial.pop(j))  # node j has all its inputs
-            out = group(states[j], columns[j])
-            for m, dst in enumerate(self._targets[j]):
-                partial[dst] = out[:, m] if dst not in partial else partial[dst] + out[:, m]
+            # unbind, not out[:, m]: its backward stacks the k gradients once instead of zero-filling k
+            # full-size tensors and adding them
+            for dst, part in zip(self._targets[j], group(states[j], columns[j]).unbind(1)):
+                partial[dst] = part if dst not in partial else partial[dst] + part
         states.append(partial.pop(self.n_nodes + 1))
         return torch.cat(states[2:], dim=1)
 
@@ -116,17 +117,37 @@ def _from_legacy(module: nn.Module, state: dict[str, Any], prefix: str, *_: Any)
         state[prefix + name] = torch.cat(parts) if mode == "split" else parts[0]
 
 
+def after_relu(op: nn.Module) -> tuple[nn.Module, bool]:
+    """``(tail, True)`` when ``op`` is ReLU followed by ``tail`` (DilConv, SepConv), else ``(op, False)``.
+
+    The tail shares ``op``'s modules, so running it on a ReLU computed once per input is the same maths.
+    """
+    if isinstance(op, DilConv):
+        return nn.Sequential(*list(op.children())[1:]), True
+    if isinstance(op, SepConv):
+        first, second = op[0], op[1]
+        return nn.Sequential(nn.Sequential(*list(first.children())[1:]), second), True
+    return op, False
+
+
 class FixedEdge(nn.Module):
     """The chosen operations of one edge of a derived cell (``ops.<name>``, summed)."""
 
     def __init__(self, ops: dict[str, nn.Module]) -> None:
         super().__init__()
         self.ops = nn.ModuleDict(ops)
+        # (A plain list, so the tails' shared modules are not registered twice.)
+        self._tails: list[tuple[nn.Module, bool]] = [after_relu(op) for op in self.ops.values()]
+        self.reads_relu = any(on_relu for _, on_relu in self._tails)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, xr: torch.Tensor | None = None) -> torch.Tensor:
+        """x: the input state; xr: ``relu(x)`` when the cell computed it once for all its readers."""
+        if xr is None and self.reads_relu:
+            xr = torch.relu(x)
         out: torch.Tensor | None = None
-        for op in self.ops.values():
-            out = op(x) if out is None else out + op(x)
+        for tail, on_relu in self._tails:
+            y = tail(xr if on_relu else x)
+            out = y if out is None else out + y
         assert out is not None  # a FixedEdge has at least one op
         return out
 
@@ -152,10 +173,15 @@ class FixedCell(nn.Module):
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
         states = [self.pre0(s0), self.pre1(s1)]
+        relu: dict[int, torch.Tensor] = {}
         for dst in range(2, self.n_nodes + 2):
             node: torch.Tensor | None = None
             for key, src in self._inputs[dst]:
-                node = self.edges[key](states[src]) if node is None else node + self.edges[key](states[src])
+                edge = self.edges[key]
+                if edge.reads_relu and src not in relu:  # once per state, shared by every op reading it
+                    relu[src] = torch.relu(states[src])
+                y = edge(states[src], relu.get(src))
+                node = y if node is None else node + y
             assert node is not None  # a validated genotype feeds every node
             states.append(node)
         return torch.cat(states[2:], dim=1)

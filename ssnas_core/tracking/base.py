@@ -10,7 +10,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol, runtime_checkable
+from typing import Mapping, Protocol, Sequence, runtime_checkable
 
 
 @runtime_checkable
@@ -28,6 +28,10 @@ class Tracker(Protocol):
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
 
+    def log_metric_steps(self, rows: Sequence[tuple[Mapping[str, float], int]]) -> None:
+        """Many steps' metrics at once (an epoch's per-step losses in one store call where it batches)."""
+        ...
+
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None: ...
 
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
@@ -44,6 +48,9 @@ class NullTracker:
         pass
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_metric_steps(self, rows: Sequence[tuple[Mapping[str, float], int]]) -> None:
         pass
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
@@ -74,6 +81,10 @@ class InMemoryTracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         for key, value in metrics.items():
             self.metrics.setdefault(key, []).append((step, float(value)))
+
+    def log_metric_steps(self, rows: Sequence[tuple[Mapping[str, float], int]]) -> None:
+        for metrics, step in rows:
+            self.log_metrics(metrics, step)
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
         if self._dir is None:

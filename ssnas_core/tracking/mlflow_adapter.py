@@ -13,7 +13,7 @@ import math
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ssnas_core.errors import TrackingError
 from ssnas_core.tracking.mlflow_store import check_reachable, client_for, one_line, redact, sqlite_path, store_errors
@@ -177,15 +177,20 @@ class MlflowTracker:
 
         Keys pass through ``metric_key`` (MLflow rejects e.g. ``>``).
         """
+        self.log_metric_steps([(metrics, step)])
+
+    def log_metric_steps(self, rows: Sequence[tuple[Mapping[str, float], int]]) -> None:
+        """Like ``log_metrics`` for many steps: one ``log_batch`` call per 1,000 values."""
         from mlflow.entities import Metric
 
         timestamp = int(time.time() * 1000)
         batch = []
-        for name, value in metrics.items():
-            key, number = metric_key(str(name)), float(value)
-            floor = self._floor_of(key)
-            if math.isfinite(number) and (floor is None or step > floor):
-                batch.append(Metric(key, number, timestamp, int(step)))
+        for metrics, step in rows:
+            for name, value in metrics.items():
+                key, number = metric_key(str(name)), float(value)
+                floor = self._floor_of(key)
+                if math.isfinite(number) and (floor is None or step > floor):
+                    batch.append(Metric(key, number, timestamp, int(step)))
         for i in range(0, len(batch), _METRICS_PER_BATCH):
             with store_errors("log_metrics", self.tracking_uri):
                 self._client.log_batch(self.run_id, metrics=batch[i : i + _METRICS_PER_BATCH])
