@@ -27,13 +27,15 @@ from ssnas_core.search_space.supernet import Supernet
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> CUDA when available, else CPU; refuse an unavailable CUDA device."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(name)
     except RuntimeError as err:
         raise ConfigError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name} asked for CUDA but none is available here: use --device cpu or auto")
+    if device.type == "cuda":  # static shapes (drop_last): let cuDNN pick its fastest kernels once
+        torch.backends.cudnn.benchmark = True
     return device
 
 
