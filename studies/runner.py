@@ -252,12 +252,32 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
             study.optimize(objective_for(ctx), n_trials=2 * total, timeout=timeout,
                            catch=(TrackingError, DivergenceError),
                            callbacks=[MaxTrialsCallback(total, states=finished)], gc_after_trial=True)
+            _retry_dead_workers_trials(ctx, study, 3 * heartbeat_s)
         _summarize(ctx, study)
         if create:
             _register_best(ctx, study)
         return study
     finally:
         storage.engine.dispose()
+
+
+def _retry_dead_workers_trials(ctx: StudyContext, study: optuna.Study, grace_s: float) -> None:
+    """Fail and retry the trials of workers that died, before this process leaves the study.
+
+    Optuna notices a dead worker's trial (its heartbeat stale) only when a live process starts a trial. If
+    the budget is reached before that happens, the dead trial would stay RUNNING and never be retried. So,
+    while other trials are still running, wait out one grace period, fail the stale ones (their retry is
+    queued by ``RetryHeartbeatStaleTrialCallback``) and run the retries here; live workers' trials keep
+    their fresh heartbeats and are left alone.
+    """
+    if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        return
+    time.sleep(grace_s + 1)
+    optuna.storages.fail_stale_trials(study)
+    waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    if waiting:
+        study.optimize(objective_for(ctx), n_trials=len(waiting), catch=(TrackingError, DivergenceError),
+                       gc_after_trial=True)
 
 
 def _sampler_seed(seed: int, n_existing: int, worker: bool) -> int:

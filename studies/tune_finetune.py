@@ -40,11 +40,13 @@ def run_trial(overrides: dict[str, Any], ctx: Any, run: Any) -> float:
     """Fine-tune with ``overrides`` into the trial's MLflow run; returns the best val metric."""
     import tempfile
 
-    from ssnas_core.cli.finetune_cmd import _finetune_run, prepare
+    from ssnas_core.cli.finetune_cmd import FALLBACK_KEY, _finetune_run, prepare
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, setup, genotype, _ = prepare(overrides, ctx.search_run, ctx.genotype, ctx.weights, ctx.width, ctx.cells,
-                                          Path(tmp))
-    run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, "ssnas.search_run_id": ctx.search_run or ""})
+        cfg, setup, genotype, params = prepare(overrides, ctx.search_run, ctx.genotype, ctx.weights, ctx.width,
+                                               ctx.cells, Path(tmp))
+    converged = {FALLBACK_KEY: params[FALLBACK_KEY]} if FALLBACK_KEY in params else {}
+    run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, "ssnas.search_run_id": ctx.search_run or "",
+                          **converged})
     result = _finetune_run(cfg, setup, genotype, run.tracker, run.run_id, run.hook, run.checkpoints, register=False)
     return result.val

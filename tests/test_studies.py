@@ -6,6 +6,7 @@ These tests need PostgreSQL on 127.0.0.1:5432 (trust auth); in CI they fail, not
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -218,6 +219,9 @@ def test_compare_methods_grid_feeds_the_report(workdir, capsys) -> None:
     md = (workdir / "rep" / "report.md").read_text()
     for row in ["fairdarts-bt + focal-la", "darts-simclr + ce", "darts-ce + ce", "resnet18-ce", "resnet18-focal-la"]:
         assert f"| {row} | 1 |" in md, md
+    # every searched row carries its search's fallback count (softmax never falls back), baselines a dash
+    assert "| darts-simclr + ce | 1 | 0 |" in md and "| resnet18-ce | 1 | - |" in md, md
+    assert re.search(r"\| fairdarts-bt \+ focal-la \| 1 \| \d \|", md), md
 
 
 def test_tune_search_trials_search_then_finetune(workdir) -> None:

@@ -93,7 +93,7 @@ def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: st
         raise ConfigError(f"genotype has {genotype.n_nodes} nodes but the search used {params['search.nodes']}")
     dataset = load_data(cfg)
     searched = _load_weights(weights_path)
-    fallback = search_fallback(searched, params) if searched is not None else None
+    fallback = search_fallback(searched, params or _sibling_config(genotype_path)) if searched is not None else None
     if fallback is not None:
         params = {**params, FALLBACK_KEY: str(sum(fallback.values()))}
         if sum(fallback.values()):
@@ -122,6 +122,8 @@ def search_fallback(state: dict[str, torch.Tensor], params: dict[str, str]) -> d
         return None
     n_ops = alphas["normal"].shape[1]  # type: ignore[union-attr]
     relaxation = params.get("search.relaxation", "sigmoid" if n_ops == len(FAIRDARTS_PRIMITIVES) else "")
+    if relaxation == "softmax":  # DARTS' rule always keeps the two strongest edges: no fallback
+        return {"normal": 0, "reduce": 0}
     if relaxation != "sigmoid" or n_ops not in (len(FAIRDARTS_PRIMITIVES), len(PRIMITIVES)):
         return None
     primitives = FAIRDARTS_PRIMITIVES if n_ops == len(FAIRDARTS_PRIMITIVES) else PRIMITIVES
@@ -132,6 +134,15 @@ def search_fallback(state: dict[str, torch.Tensor], params: dict[str, str]) -> d
                 for cell, a in alphas.items() if a is not None}
     except ValueError:  # alphas of another cell size
         return None
+
+
+def _sibling_config(genotype_path: Path) -> dict[str, str]:
+    """The search settings in the ``config.json`` beside a search's ``genotype.json`` (empty if none)."""
+    try:
+        flat = json.loads((genotype_path.parent / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: str(v) for k, v in flat.items() if k.startswith("search.")} if isinstance(flat, dict) else {}
 
 
 EpochHook = Callable[[int, float], None]
