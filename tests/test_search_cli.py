@@ -26,7 +26,9 @@ def test_one_epoch_search_fulfils_the_mlflow_contract(workdir, capsys) -> None:
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED"
-    assert client.get_experiment(run.info.experiment_id).name == "ssnas-synthetic"
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == "ssnas-synthetic"
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"  # the UI's training-runs view
     tags = run.data.tags
     assert tags["ssnas.stage"] == "search" and tags["ssnas.method"] == "fairdarts-bt"
     assert tags["ssnas.dataset"] == "synthetic" and tags["ssnas.imbalance_factor"] == "1.0"
@@ -50,6 +52,8 @@ def test_one_epoch_search_fulfils_the_mlflow_contract(workdir, capsys) -> None:
     assert [m.step for m in client.get_metric_history(run_id, "search/grad_share_01")] == [0, 1]
     fallback = int(metrics["search/fallback_nodes/normal"] + metrics["search/fallback_nodes/reduce"])
     assert tags["ssnas.fallback_nodes"] == str(fallback)
+    genotype = tags["ssnas.genotype"]  # readable: "normal: <op> <from>-><to>, ...; reduce: ..."
+    assert genotype.startswith("normal: ") and "; reduce: " in genotype and "->" in genotype
     warned = "the search did not converge" in captured.err
     assert warned == (fallback > 0)
     assert run.data.params["search.arch_lr"] == "0.003" and run.data.params["search.arch_betas"] == "0.9,0.999"

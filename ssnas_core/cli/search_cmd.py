@@ -155,7 +155,7 @@ def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: b
         genotype = engine.supernet.genotype(cfg.search.threshold)
         artifacts.final(genotype, engine.supernet.state_dict())
         fallback = engine.supernet.fallback_nodes(cfg.search.threshold)
-        tracker.set_tags({"ssnas.genotype": json.dumps(genotype.skip_count()),
+        tracker.set_tags({"ssnas.genotype": genotype.describe(),
                           "ssnas.fallback_nodes": str(sum(fallback.values()))})
         if sum(fallback.values()):
             print(unconverged_warning("ssnas search", fallback), file=sys.stderr)

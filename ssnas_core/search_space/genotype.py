@@ -85,6 +85,11 @@ class Genotype:
             raise ConfigError(f"genotype JSON is malformed ({err}): expected keys normal, reduce, n_nodes") from err
         return genotype.validate()
 
+    def describe(self) -> str:
+        """One readable line, e.g. ``normal: sep_conv_3x3 0->2, skip_connect 1->2, ...; reduce: ...``."""
+        return "; ".join(f"{name}: " + ", ".join(f"{op} {src}->{dst}" for op, src, dst in genes)
+                         for name, genes in (("normal", self.normal), ("reduce", self.reduce)))
+
     def skip_count(self) -> dict[str, int]:
         """Number of ``skip_connect`` genes per cell type (the collapse monitor)."""
         return {name: sum(op == "skip_connect" for op, _, _ in genes)

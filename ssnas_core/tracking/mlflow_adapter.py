@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 END_STATUSES = ("FINISHED", "FAILED", "KILLED")
 _PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
+# MLflow 3's UI opens an experiment on the view its kind names; without it, it guesses (and may show the
+# GenAI traces view). ssnas runs are training runs: the runs table with charts.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
 _MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # mlflow.utils.validation (non-Windows)
@@ -65,7 +68,7 @@ def _ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> st
         db = sqlite_path(tracking_uri)
         location = (db.absolute().parent / "mlartifacts").as_uri() if db else None
         try:
-            return str(client.create_experiment(name, artifact_location=location))
+            return str(client.create_experiment(name, artifact_location=location, tags=EXPERIMENT_KIND))
         except MlflowException as exc:  # another worker created it first
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
@@ -73,6 +76,9 @@ def _ensure_experiment(client: MlflowClient, tracking_uri: str, name: str) -> st
     if experiment.lifecycle_stage != "active":
         msg = f"MLflow experiment {name!r} is deleted"
         raise TrackingError(f"{msg}; restore it (mlflow experiments restore) or pass another --experiment")
+    if "mlflow.experimentKind" not in experiment.tags:  # made before ssnas tagged its experiments
+        for key, value in EXPERIMENT_KIND.items():
+            client.set_experiment_tag(experiment.experiment_id, key, value)
     return str(experiment.experiment_id)
 
 
