@@ -82,7 +82,8 @@ def count_ops(args: argparse.Namespace, batch_size: int, order: int) -> dict[str
     setup.engine.step(batches[0], 0.025, aug)
     with Count() as counter:
         setup.engine.step(batches[1], 0.025, aug)
-    torch.cuda.synchronize() if setup.device.type == "cuda" else None
+    if setup.device.type == "cuda":
+        torch.cuda.synchronize(setup.device)
     total = sum(counter.ops.values())
     return {"ops": total, "kernels": total - sum(v for k, v in counter.ops.items() if k in VIEW_OPS)}
 
