@@ -21,6 +21,9 @@ from ssnas_core.errors import ConfigError
 T = TypeVar("T")
 
 
+LOSSES = ("ce", "ce-la", "focal", "focal-la", "cb-focal", "cb-focal-softmax", "ldam-drw")
+
+
 def _f(default: Any, help: str, choices: tuple[Any, ...] | None = None) -> Any:
     return field(default=default, metadata={"help": help, "choices": choices})
 
@@ -180,11 +183,22 @@ class FinetuneConfig:
     epochs: int = _f(600, "fine-tuning epochs (paper: 600)")
     batch_size: int = _f(32, "images per step")
     loss: str = _f(
-        "focal-la", "ce, focal, focal-la (focal on logit-adjusted logits, the paper's), cb-focal "
-        "(class-balanced focal) or ldam-drw", ("ce", "focal", "focal-la", "cb-focal", "ldam-drw"),
+        "focal-la", "ce; ce-la (cross-entropy on logit-adjusted logits, Menon et al.'s loss for balanced error); "
+        "focal; focal-la (focal on logit-adjusted logits, the paper's); cb-focal (class-balanced focal, "
+        "sigmoid form, Cui et al.); cb-focal-softmax (its softmax form); ldam-drw (on a normalised head, "
+        "kaidic/LDAM-DRW)", LOSSES,
     )
     gamma: float = _f(2.0, "focal loss gamma (0 gives cross-entropy)")
-    tau: float = _f(1.0, "logit adjustment tau: f_y(x) + tau * log(prior_y) in training (focal-la)")
+    tau: float = _f(1.0, "logit adjustment tau (ce-la, focal-la): f_y(x) + tau * log(prior_y) in training; "
+                    "single-label tasks (1: Menon et al., google-research/logit_adj)")
+    tau_multilabel: float = _f(
+        0.0, "logit adjustment tau of multi-label tasks, per label: f_l(x) + tau * log(pi_l / (1 - pi_l)). "
+        "0 by default: at tau 1 a label of prior 0.002 is shifted by 6.2 nats and predicted positive "
+        "for nearly every image")
+    tau_posthoc: str = _f(
+        "none", "post-hoc logit adjustment at prediction time, f(x) - tau * log(prior): none, auto (tau "
+        "fitted on val over -2..2, step 0.05, by the val metric; multi-label: only taus that keep every "
+        "label's val accuracy at least that of predicting it absent) or a number")
     focal_alpha: str = _f("none", "per-class focal alpha: none, inverse (inverse frequency) or cb "
                           "(effective number, beta 0.9999)", ("none", "inverse", "cb"))
     lr: float = _f(0.025, "SGD learning rate (cosine schedule)")
@@ -204,8 +218,33 @@ class FinetuneConfig:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 2:
             raise ConfigError("--finetune.epochs must be >= 1 and --finetune.batch-size >= 2")
-        if self.gamma < 0:
-            raise ConfigError(f"--gamma {self.gamma} is invalid: the focal loss needs gamma >= 0")
+        if not math.isfinite(self.gamma) or self.gamma < 0:
+            raise ConfigError(f"--gamma {self.gamma} is invalid: the focal loss needs a finite gamma >= 0")
+        for name in ("lr", "lr_min", "momentum", "weight_decay", "grad_clip", "aug_strength"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"--finetune.{name.replace('_', '-')} {value} is invalid: give a finite number >= 0")
+        for name in ("tau", "tau_multilabel"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"--finetune.{name.replace('_', '-')} {getattr(self, name)} is invalid: give a "
+                                  "finite number (0: no logit adjustment)")
+        self.posthoc_tau()  # validates
+
+    def posthoc_tau(self) -> float | None:
+        """``--tau-posthoc`` as a number, None for auto, or 0.0 for none.
+
+        Raises:
+            ConfigError: neither none, auto nor a finite number.
+        """
+        if self.tau_posthoc in ("none", "auto"):
+            return 0.0 if self.tau_posthoc == "none" else None
+        try:
+            value = float(self.tau_posthoc)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ConfigError(f"--tau-posthoc {self.tau_posthoc!r} is invalid: write none, auto or a finite number")
+        return value
 
 
 @dataclass(frozen=True)

@@ -161,3 +161,40 @@ def test_multilabel_finetune_uses_sigmoid_forms() -> None:
     assert score.shape == (32, 3) and ((score >= 0) & (score <= 1)).all()
     metrics = classification_metrics(y, score, data.task, setup.train_counts)
     assert {"auc/0", "ap/2", "map"} <= set(metrics)
+
+
+@pytest.mark.parametrize("tau_posthoc", ["auto", "1.5"])
+def test_post_hoc_tau_is_logged_saved_and_applied_by_the_downloaded_model(tau_posthoc, searched, tmp_path,
+                                                                          monkeypatch) -> None:
+    from ssnas_core.finetune.portable import load_model
+    from ssnas_core.finetune.serving import ServingModel
+
+    work, uri, search_id, _ = searched
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    assert main(["finetune", "--search-run", search_id, *FT, "--imbalance-factor", "4", "--loss", "ce-la",
+                 "--tau-posthoc", tau_posthoc, "--experiment", f"posthoc-{tau_posthoc}"]) == 0
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(f"posthoc-{tau_posthoc}")
+    run = client.search_runs([exp.experiment_id])[0]
+    m = run.data.metrics
+    assert run.data.params["finetune.loss"] == "ce-la" and run.data.params["finetune.tau_posthoc"] == tau_posthoc
+    tau = m["finetune/tau_posthoc"]
+    assert tau == 1.5 if tau_posthoc == "1.5" else -2.0 <= tau <= 2.0
+    assert {"test_raw/acc", "test_raw/auc", "test_raw/balanced_acc", "test/balanced_acc"} <= set(m)
+    out = tmp_path / "dl"
+    client.download_artifacts(run.info.run_id, "model", str(out))
+    config = json.loads(next(out.rglob("model_config.json")).read_text())
+    offset = torch.tensor(config["logit_offset"])
+    assert offset.shape == (2,) and (tau == 0 or bool(offset[0] > offset[1]) == (tau > 0))  # tau * log prior
+    from ssnas_core.data.registry import load_dataset
+    from ssnas_core.evaluation.metrics import medmnist_acc
+
+    ds = load_dataset("synthetic")
+    model = load_model(out)
+    with torch.no_grad():
+        score = model(ds.test.images.float()).numpy()
+        plain = ServingModel(model.net, model.mean.flatten().tolist(), model.std.flatten().tolist(), False)(
+            ds.test.images.float()).numpy()
+    assert medmnist_acc(ds.test.labels.numpy(), score, ds.task) == pytest.approx(m["test/acc"], abs=1e-9)
+    assert medmnist_acc(ds.test.labels.numpy(), plain, ds.task) == pytest.approx(m["test_raw/acc"], abs=1e-9)

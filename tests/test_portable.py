@@ -84,3 +84,31 @@ def test_model_without_portable_weights_says_what_to_do(tmp_path: Path) -> None:
         load_model(tmp_path)
     with pytest.raises(CheckpointError, match="no model_config.json"):
         load_model(tmp_path / "elsewhere")
+
+
+@pytest.mark.parametrize("kind", ["derived", "resnet32"])
+def test_normed_head_and_post_hoc_offset_survive_the_round_trip(kind: str, tmp_path: Path) -> None:
+    """An LDAM model keeps its cosine head, and a post-hoc logit adjustment travels in model_config.json."""
+    from ssnas_core.losses.ldam import NormedLinear, use_normed_head
+
+    net = use_normed_head(DerivedNetwork(GENOTYPE, 1, c=4, n_cells=3, n_classes=3) if kind == "derived"
+                          else create_baseline("resnet32", 1, 3, 28))
+    offset = [0.5, -1.0, 2.0]
+    serving = _trained_like(net)
+    serving = ServingModel(serving.net, [0.4], [0.2], False, offset).eval()
+    write_portable(serving, tmp_path, INFO)
+    config = json.loads((tmp_path / "model_config.json").read_text())
+    assert config["architecture"]["head"] == {"kind": "normed", "scale": 30.0}
+    assert config["logit_offset"] == offset
+    loaded = load_model(tmp_path)
+    assert any(isinstance(m, NormedLinear) for m in loaded.modules())
+    x = torch.randint(0, 256, (5, 1, 28, 28)).float()
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), serving(x), atol=1e-6)
+        logits = serving.net((x / 255.0 - 0.4) / 0.2)
+        expected = torch.softmax(logits - torch.tensor(offset), dim=1)  # the offset applied, not just stored
+        assert torch.allclose(loaded(x), expected, atol=1e-6)
+    config["logit_offset"] = [1.0]
+    (tmp_path / "model_config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="logit_offset"):
+        load_model(tmp_path)

@@ -24,7 +24,8 @@ SHORT_FLAGS = {
     "tracking.tracking_uri": "--tracking-uri", "tracking.work_dir": "--work-dir",
     # a parser holds either the search or the finetune section, so short names can repeat across them
     "finetune.epochs": "--epochs", "finetune.batch_size": "--batch-size", "finetune.loss": "--loss",
-    "finetune.gamma": "--gamma", "finetune.tau": "--tau", "finetune.lr": "--lr", "finetune.inherit": "--inherit",
+    "finetune.gamma": "--gamma", "finetune.tau": "--tau", "finetune.tau_posthoc": "--tau-posthoc",
+    "finetune.lr": "--lr", "finetune.inherit": "--inherit",
     "finetune.focal_alpha": "--focal-alpha", "finetune.amp": "--amp", "finetune.channels_last": "--channels-last",
 }
 

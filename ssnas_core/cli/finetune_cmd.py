@@ -20,7 +20,9 @@ from ssnas_core.cli.search_cmd import unconverged_warning
 from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, with_overrides
 from ssnas_core.errors import ConfigError
 from ssnas_core.evaluation.metrics import MULTILABEL, classification_metrics
+from ssnas_core.finetune.losses import class_prior
 from ssnas_core.finetune.portable import write_portable
+from ssnas_core.finetune.posthoc import fit_tau, prior_term
 from ssnas_core.finetune.report import write_outputs
 from ssnas_core.finetune.serving import ServingModel
 from ssnas_core.finetune.setup import FinetuneSetup, build_derived, build_finetune, check_head, load_data
@@ -183,6 +185,24 @@ def train(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, metric: str, o
     return best_state, best_epoch
 
 
+def apply_posthoc(cfg: RunConfig, setup: FinetuneSetup, metric: str) -> float | None:
+    """Set the engine's post-hoc logit offset from ``--tau-posthoc`` (fitted on val for auto); returns tau.
+
+    None when post-hoc adjustment is off (``none``).
+    """
+    if cfg.finetune.tau_posthoc == "none":
+        return None
+    engine, ds = setup.engine, setup.dataset
+    multilabel = ds.is_multilabel
+    term = prior_term(class_prior(setup.train_counts, len(engine.data.x_train), multilabel), multilabel)
+    tau = cfg.finetune.posthoc_tau()
+    if tau is None:
+        logits = engine.logits(engine.data.x_val).cpu().numpy()
+        tau, _ = fit_tau(engine.data.y_val.cpu().numpy(), logits, term, ds.task, metric, setup.train_counts)
+    engine.posthoc_offset = torch.tensor(tau * term, dtype=torch.float32, device=setup.device)
+    return tau
+
+
 def _test_metrics(setup: FinetuneSetup) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     y_true, y_score = setup.engine.evaluate("test")
     return classification_metrics(y_true, y_score, setup.dataset.task, setup.train_counts), y_true, y_score
@@ -270,10 +290,19 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
         print(f"ssnas finetune: run {run_id} on {setup.device}, {dataset.name}, {n_params} parameters, "
               f"{len(setup.inherited)} tensors inherited", file=sys.stderr)
         _, best_epoch = train(cfg, setup, tracker, metric, on_epoch_end, checkpoints)
+        raw: dict[str, float] = {}
+        tau = apply_posthoc(cfg, setup, metric)
+        if tau is not None:  # the plain model's test figures too, as test_raw/*: the same run serves both columns
+            engine.posthoc_offset, offset = None, engine.posthoc_offset
+            raw = {f"test_raw/{k}": v for k, v in _test_metrics(setup)[0].items() if "/" not in k}
+            engine.posthoc_offset = offset
+            raw["finetune/tau_posthoc"] = tau
+            print(f"ssnas finetune: post-hoc logit adjustment tau {tau:g} ({cfg.finetune.tau_posthoc})",
+                  file=sys.stderr)
         val = classification_metrics(*engine.evaluate("val"), dataset.task, setup.train_counts)
         test, y_true, y_score = _test_metrics(setup)
         final = {**{f"val/{k}": v for k, v in val.items()}, **{f"test/{k}": v for k, v in test.items()},
-                 "best_epoch": float(best_epoch)}
+                 "best_epoch": float(best_epoch), **raw}
         tracker.log_metrics(_named(final, dataset.class_names), step=cfg.finetune.epochs)
         files = write_outputs(run_dir / "test", dataset.name, dataset.size, "test", y_true, y_score, dataset.task,
                               dataset.class_names, setup.train_counts, test, run_id, tracker.wants_artifacts)
@@ -294,8 +323,10 @@ def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: st
     from ssnas_core.tracking.mlflow_registry import log_pytorch_model, register_model
 
     views = setup.views  # the normalisation training and evaluation used
+    offset = setup.engine.posthoc_offset
     serving = ServingModel(copy.deepcopy(setup.engine.model).float().to(memory_format=torch.contiguous_format),
-                           views.mean, views.std, setup.dataset.is_multilabel)
+                           views.mean, views.std, setup.dataset.is_multilabel,
+                           None if offset is None else offset.cpu().tolist())
     example = setup.dataset.test.images[:2].float().numpy()
     ds = setup.dataset
     portable = write_portable(serving, run_dir / "portable", {

@@ -56,6 +56,8 @@ class FinetuneEngine:
         self.augment, self.normalize, self.data = augment, normalize, data
         self.multilabel, self.seed = multilabel, seed
         self.device = data.x_train.device
+        # post-hoc logit adjustment subtracted at prediction time (finetune.posthoc); None: plain logits
+        self.posthoc_offset: torch.Tensor | None = None
         self.channels_last = use_channels_last(cfg.channels_last, self.device)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                                          weight_decay=cfg.weight_decay, foreach=True)
@@ -122,16 +124,23 @@ class FinetuneEngine:
         self.epoch = int(state["epoch"])
 
     @torch.no_grad()
-    def predict(self, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
-        """Probabilities (N, K): softmax, or per-label sigmoid for multi-label tasks."""
+    def logits(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """The network's plain logits (N, K) on the device, in eval mode."""
         self.model.eval()
         self.adjust.eval()
         out = []
         for i in range(0, len(x), batch_size):
             with self._autocast():
-                logits = self.model(self._prepare(self.normalize(x[i:i + batch_size]))).float()
-            out.append(torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1))
-        return torch.cat(out).cpu().numpy()
+                out.append(self.model(self._prepare(self.normalize(x[i:i + batch_size]))).float())
+        return torch.cat(out)
+
+    def predict(self, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
+        """Probabilities (N, K): softmax, or per-label sigmoid for multi-label tasks, of the logits less the
+        post-hoc offset when one is set."""
+        logits = self.logits(x, batch_size)
+        if self.posthoc_offset is not None:
+            logits = logits - self.posthoc_offset.to(logits.device)
+        return (torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)).cpu().numpy()
 
     def evaluate(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """``(y_true, y_score)`` of ``split`` (val or test) as NumPy arrays."""

@@ -1,4 +1,4 @@
-"""The fine-tune criterion for each ``--loss``: focal (+ logit adjustment), CE, class-balanced, LDAM-DRW."""
+"""The fine-tune criterion for each ``--loss``: CE / focal (each + logit adjustment), class-balanced focal, LDAM-DRW."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from torch import nn
 
 from ssnas_core.config import FinetuneConfig
 from ssnas_core.errors import ConfigError
-from ssnas_core.losses.focal import FocalLoss, SigmoidFocalLoss
-from ssnas_core.losses.ldam import LDAMLoss, class_balanced_weights
+from ssnas_core.losses.focal import ClassBalancedSigmoidFocalLoss, FocalLoss, SigmoidFocalLoss
+from ssnas_core.losses.ldam import LDAM_SCALE, LDAMLoss, class_balanced_weights, use_normed_head
 from ssnas_core.losses.logit_adjusted import LogitAdjustment
 
 
@@ -27,6 +27,10 @@ def make_criterion(cfg: FinetuneConfig, counts: np.ndarray, n_train: int, multil
                    ) -> tuple[nn.Module, nn.Module]:
     """Return ``(criterion, adjust)``: the loss on (logits, labels) and the training-time logit transform.
 
+    ``ce-la`` and ``focal-la`` train on ``f(x) + tau * log prior`` (``--tau``; per-label log-odds and
+    ``--finetune.tau-multilabel`` on multi-label tasks). ``ldam-drw`` expects the normalised head that
+    ``prepare_head`` puts on the model.
+
     Args:
         cfg: fine-tune settings.
         counts: (C,) training images per class, or (L,) positives per label.
@@ -34,7 +38,7 @@ def make_criterion(cfg: FinetuneConfig, counts: np.ndarray, n_train: int, multil
         multilabel: per-label sigmoid forms.
 
     Raises:
-        ConfigError: a class without training images, or LDAM on a multi-label task.
+        ConfigError: a class without training images, or a single-label loss on a multi-label task.
     """
     counts = np.asarray(counts)
     if (counts == 0).any():
@@ -42,18 +46,31 @@ def make_criterion(cfg: FinetuneConfig, counts: np.ndarray, n_train: int, multil
         raise ConfigError(f"class(es) {empty} have no training images: the loss needs every class present; "
                           "lower --imbalance-factor or raise --limit-train")
     adjust: nn.Module = nn.Identity()
-    gamma = 0.0 if cfg.loss == "ce" else cfg.gamma
-    alpha = focal_alpha("cb" if cfg.loss == "cb-focal" else cfg.focal_alpha if cfg.loss != "ce" else "none", counts)
+    if multilabel and cfg.loss in ("ldam-drw", "cb-focal", "cb-focal-softmax"):
+        raise ConfigError(f"--loss {cfg.loss} is for single-label tasks; use focal-la or ce-la on multi-label data")
     if cfg.loss == "ldam-drw":
-        if multilabel:
-            raise ConfigError("--loss ldam-drw is for single-label tasks; use focal-la on multi-label data")
         return LDAMLoss(counts), adjust
+    if cfg.loss == "cb-focal":
+        return ClassBalancedSigmoidFocalLoss(class_balanced_weights(counts), cfg.gamma), adjust
+    gamma = 0.0 if cfg.loss in ("ce", "ce-la") else cfg.gamma
+    kind = "cb" if cfg.loss == "cb-focal-softmax" else "none" if cfg.loss in ("ce", "ce-la") else cfg.focal_alpha
+    alpha = focal_alpha(kind, counts)
     if multilabel:
         criterion: nn.Module = SigmoidFocalLoss(gamma, None if alpha is None else alpha / (1 + alpha))
-        prior = torch.tensor(counts / n_train)
     else:
         criterion = FocalLoss(gamma, alpha)
-        prior = torch.tensor(counts / counts.sum())
-    if cfg.loss == "focal-la":
-        adjust = LogitAdjustment(prior, cfg.tau, multilabel=multilabel)
+    if cfg.loss in ("ce-la", "focal-la"):
+        adjust = LogitAdjustment(torch.tensor(class_prior(counts, n_train, multilabel)),
+                                 cfg.tau_multilabel if multilabel else cfg.tau, multilabel=multilabel)
     return criterion, adjust
+
+
+def class_prior(counts: np.ndarray, n_train: int, multilabel: bool) -> np.ndarray:
+    """Training class frequencies (summing to 1), or per-label positive rates for multi-label tasks."""
+    counts = np.asarray(counts, dtype=np.float64)
+    return counts / n_train if multilabel else counts / counts.sum()
+
+
+def prepare_head(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
+    """``model`` with the classifier its loss needs: a normalised (cosine) head for ldam-drw, else unchanged."""
+    return use_normed_head(model, LDAM_SCALE) if cfg.loss == "ldam-drw" else model

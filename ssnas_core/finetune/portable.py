@@ -24,6 +24,7 @@ from torch import nn
 from ssnas_core.checkpoint import sha256_file
 from ssnas_core.errors import CheckpointError, first_line
 from ssnas_core.finetune.serving import ServingModel
+from ssnas_core.losses.ldam import normed_head_scale, use_normed_head
 from ssnas_core.search_space.genotype import Genotype
 from ssnas_core.search_space.network import DerivedNetwork
 
@@ -34,25 +35,36 @@ WEIGHTS = "weights.pt"
 
 def architecture_of(net: nn.Module) -> dict[str, Any]:
     """What ``build_network`` needs to rebuild ``net``: a derived network's genotype and size, or a baseline's name."""
+    scale = normed_head_scale(net)
+    head = {} if scale is None else {"head": {"kind": "normed", "scale": scale}}
     if isinstance(net, DerivedNetwork):
         return {"kind": "derived", "genotype": json.loads(net.genotype.to_json()), "width": net.width,
-                "cells": net.n_cells}
+                "cells": net.n_cells, **head}
     name = getattr(net, "ssnas_baseline", None)
     if name is None:
         raise TypeError(f"{type(net).__name__} is neither a DerivedNetwork nor an ssnas baseline")
-    return {"kind": "baseline", "name": name}
+    return {"kind": "baseline", "name": name, **head}
 
 
 def build_network(arch: dict[str, Any], c_in: int, n_classes: int, size: int) -> nn.Module:
     """The untrained network ``arch`` describes (inverse of ``architecture_of``)."""
     from ssnas_core.baselines.models import create_baseline
 
+    net: nn.Module
     if arch.get("kind") == "derived":
         genotype = Genotype.from_json(json.dumps(arch["genotype"]))
-        return DerivedNetwork(genotype, c_in, int(arch["width"]), int(arch["cells"]), size, n_classes)
-    if arch.get("kind") == "baseline":
-        return create_baseline(str(arch["name"]), c_in, n_classes, size)
-    raise CheckpointError(f"unknown architecture kind {arch.get('kind')!r} in {CONFIG}: expected derived or baseline")
+        net = DerivedNetwork(genotype, c_in, int(arch["width"]), int(arch["cells"]), size, n_classes)
+    elif arch.get("kind") == "baseline":
+        net = create_baseline(str(arch["name"]), c_in, n_classes, size)
+    else:
+        raise CheckpointError(f"unknown architecture kind {arch.get('kind')!r} in {CONFIG}: expected derived or "
+                              "baseline")
+    head = arch.get("head")
+    if isinstance(head, dict) and head.get("kind") == "normed":
+        use_normed_head(net, float(head["scale"]))
+    elif head is not None:
+        raise CheckpointError(f"unknown head {head!r} in {CONFIG}: expected a normed head or none")
+    return net
 
 
 def write_portable(serving: ServingModel, folder: Path, info: dict[str, Any]) -> list[Path]:
@@ -71,6 +83,8 @@ def write_portable(serving: ServingModel, folder: Path, info: dict[str, Any]) ->
         "multilabel": bool(serving.multilabel), "weights": WEIGHTS, "weights_sha256": sha256_file(weights),
         "input": "float32 (B, C, H, W) pixel values 0-255", "output": "probabilities (B, K)",
     }
+    if serving.logit_offset.numel():  # post-hoc logit adjustment: subtracted from the logits before the output
+        config["logit_offset"] = serving.logit_offset.tolist()
     path = folder / CONFIG
     path.write_text(json.dumps(config, indent=2))
     return [path, weights]
@@ -108,7 +122,11 @@ def load_model(path: str | Path) -> ServingModel:
                               "or truncated; download the model again")
     net = build_network(config["architecture"], int(config["in_channels"]), int(config["n_classes"]),
                         int(config["image_size"]))
-    model = ServingModel(net, config["mean"], config["std"], bool(config["multilabel"]))
+    offset = config.get("logit_offset")
+    if offset is not None and (not isinstance(offset, list) or len(offset) != int(config["n_classes"])
+                               or not all(isinstance(v, (int, float)) for v in offset)):
+        raise CheckpointError(f"{config_path}: logit_offset must be a list of {config['n_classes']} numbers")
+    model = ServingModel(net, config["mean"], config["std"], bool(config["multilabel"]), offset)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)

@@ -16,7 +16,7 @@ from ssnas_core.data.splits import bilevel_split
 from ssnas_core.data.views import TwoViews
 from ssnas_core.errors import ConfigError
 from ssnas_core.finetune.engine import FinetuneEngine, LabeledData
-from ssnas_core.finetune.losses import make_criterion
+from ssnas_core.finetune.losses import make_criterion, prepare_head
 from ssnas_core.search.engine import use_channels_last
 from ssnas_core.search.setup import resolve_device, training_indices
 from ssnas_core.search_space.genotype import Genotype
@@ -76,6 +76,7 @@ def build_finetune(cfg: RunConfig, model: nn.Module, dataset: ImageDataset, inhe
     data, counts = _splits(dataset, cfg, device)
     f = cfg.finetune
     criterion, adjust = make_criterion(f, counts, len(data.x_train), dataset.is_multilabel)
+    model = prepare_head(model, f)
     model.to(device)
     if use_channels_last(f.channels_last, device):
         model.to(memory_format=torch.channels_last)

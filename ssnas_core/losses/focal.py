@@ -73,3 +73,33 @@ class SigmoidFocalLoss(nn.Module):
         if self.alpha is not None:
             loss = loss * (target * self.alpha + (1 - target) * (1 - self.alpha))
         return loss.mean()
+
+
+class ClassBalancedSigmoidFocalLoss(nn.Module):
+    """Class-balanced focal loss in the sigmoid form of Cui et al. (CVPR 2019), for single-label tasks.
+
+    Each class is an independent binary problem on the one-hot target (sigmoid, not softmax), every
+    term of an image is weighted by the class-balanced weight of its true class, and the sum over
+    classes is averaged over the batch: the ``focal`` loss type of the reference
+    (richardaecn/class-balanced-loss, ``src/cifar_main.py``; the PyTorch port
+    vandit15/Class-balanced-loss-pytorch, ``class_balanced_loss.py``).
+
+    Args:
+        weights: (C,) class-balanced weights (effective number, mean 1).
+        gamma: focusing parameter.
+    """
+
+    def __init__(self, weights: torch.Tensor, gamma: float = 2.0) -> None:
+        super().__init__()
+        if gamma < 0:
+            raise ValueError(f"focal gamma must be >= 0, got {gamma}")
+        self.gamma = gamma
+        self.register_buffer("weights", weights.float())
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """logits: (B, C); target: (B,) class indices -> scalar."""
+        logits = logits.float()
+        one_hot = F.one_hot(target, logits.shape[1]).float()
+        log_p_t = -F.binary_cross_entropy_with_logits(logits, one_hot, reduction="none")
+        loss = -_modulator(log_p_t, self.gamma) * log_p_t
+        return (loss.sum(1) * self.weights[target]).mean()
