@@ -304,7 +304,7 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
         final = {**{f"val/{k}": v for k, v in val.items()}, **{f"test/{k}": v for k, v in test.items()},
                  "best_epoch": float(best_epoch), **raw}
         tracker.log_metrics(_named(final, dataset.class_names), step=cfg.finetune.epochs)
-        files = write_outputs(run_dir / "test", dataset.name, dataset.size, "test", y_true, y_score, dataset.task,
+        files = write_outputs(run_dir / "test", dataset.slug, dataset.size, "test", y_true, y_score, dataset.task,
                               dataset.class_names, setup.train_counts, test, run_id, tracker.wants_artifacts)
         for path in files:
             tracker.log_artifact(path, "test")
@@ -336,7 +336,7 @@ def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: st
     log_pytorch_model(tracking_uri(cfg), run_id, serving, example, extra)
     if not register:
         return
-    name = f"ssnas-{setup.dataset.name}"
+    name = f"ssnas-{setup.dataset.slug}"
     version, champion = register_model(tracking_uri(cfg), name, run_id, f"val/{metric}", float(value))
     tracker.set_tags({"ssnas.registered_model": f"{name}/{version}", "ssnas.champion": str(champion)})
     print(f"ssnas finetune: registered {name} version {version}" + (" (new champion)" if champion else ""),

@@ -20,8 +20,10 @@ def tracking_uri(cfg: RunConfig) -> str:
 
 
 def resolve_experiment(cfg: RunConfig, dataset_name: str) -> str:
-    """``--experiment``, else ``ssnas-<dataset>``."""
-    return cfg.tracking.experiment or f"ssnas-{dataset_name}"
+    """``--experiment``, else ``ssnas-<dataset>`` (the dataset's name made safe, see ``safe_name``)."""
+    from ssnas_core.data.dataset import safe_name
+
+    return cfg.tracking.experiment or f"ssnas-{safe_name(dataset_name)}"
 
 
 def open_tracker(cfg: RunConfig, experiment: str, tags: dict[str, str], resume: str | None) -> tuple[Tracker, str]:

@@ -18,8 +18,10 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
         from ssnas_core.errors import ConfigError
 
         raise ConfigError(f"studies need optuna ({err}): pip install -e '.[studies]'") from err
+    from ssnas_core.data.dataset import safe_name
+
     cfg = with_overrides(RunConfig(), overrides)
-    study = args.study_name or f"{args.name}-{cfg.data.dataset}"
+    study = args.study_name or f"{args.name}-{safe_name(cfg.data.dataset)}"
     ctx = StudyContext(
         study=study, kind=args.name, storage_url=args.storage,
         fixed={k: v for k, v in overrides.items()

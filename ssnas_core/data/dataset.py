@@ -8,6 +8,8 @@ to the device, where ``views.TwoViews`` turns them into float views.
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +75,18 @@ class Split:
         return Split(self.images[idx].contiguous(), self.labels[idx].contiguous())
 
 
+def safe_name(name: str) -> str:
+    """A dataset name fit for file names, MLflow experiments and registered models.
+
+    ``imagefolder:/data/chest x-rays/`` becomes ``imagefolder-chest_x-rays`` (the folder's base name);
+    other names keep letters, digits, ``.``, ``_`` and ``-`` and have anything else replaced by ``_``.
+    """
+    if name.startswith("imagefolder:"):
+        base = os.path.basename(os.path.normpath(name.split(":", 1)[1])) or "root"
+        name = f"imagefolder-{base}"
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name).strip(".") or "dataset"
+
+
 @dataclass(frozen=True, eq=False)
 class ImageDataset:
     """An image classification dataset with train, optional val, and test splits.
@@ -92,6 +106,11 @@ class ImageDataset:
     train: Split
     val: Split | None
     test: Split
+
+    @property
+    def slug(self) -> str:
+        """The name made safe for file, experiment and registered-model names (see ``safe_name``)."""
+        return safe_name(self.name)
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
