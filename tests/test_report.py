@@ -48,6 +48,8 @@ def test_report_command_on_a_search_finetune_and_baseline(workdir, capsys) -> No
     md = (workdir / "rep" / "report.md").read_text()
     assert f"| fairdarts-bt + focal-la | 1 | {fallback} |" in md and "| resnet32-ce | 1 | - |" in md
     assert "Error class_0" in md
+    assert "## Like for like" in md and "| ours (FairDARTS + Barlow Twins) | " in md
+    assert (workdir / "rep" / "like_for_like.csv").read_text().count("\n") == 3  # header + 2 architectures
     assert (workdir / "rep" / "per_class_error.png").stat().st_size > 1000
     assert list((workdir / "rep").glob("alphas_fairdarts-bt_*.png"))
     assert not [p for p in (workdir / "rep").iterdir() if p.is_dir()]  # no downloads left in the report folder
@@ -61,3 +63,41 @@ def test_report_command_on_a_search_finetune_and_baseline(workdir, capsys) -> No
 def test_report_on_an_unknown_experiment_exits_2(workdir, capsys) -> None:
     assert main(["report", "--experiment", "nope"]) == 2
     assert "no MLflow experiment named 'nope'" in capsys.readouterr().err
+
+
+def _ft(arch: str, loss: str, seed: int, bal: float, stage: str = "finetune", fallback: str = "0",
+        posthoc: float | None = None, raw: float | None = None, rho: str = "10.0") -> dict:
+    tags = {"ssnas.method": arch if stage == "finetune" else f"{arch}-{loss}", "ssnas.stage": stage,
+            "ssnas.loss": loss, "ssnas.imbalance_factor": rho, "ssnas.n_params": "800000"}
+    if stage == "finetune":
+        tags["ssnas.fallback_nodes"] = fallback
+    metrics = {"test/balanced_acc": bal, "test/acc": bal, "test/auc": 0.9}
+    params = {"seed": str(seed), "finetune.tau_posthoc": "none" if posthoc is None else "auto"}
+    if posthoc is not None:
+        metrics.update({"finetune/tau_posthoc": posthoc, "test_raw/balanced_acc": raw, "test_raw/acc": raw,
+                        "test_raw/auc": 0.9})
+    return {"run_id": f"{arch}{loss}{seed}{posthoc}", "tags": tags, "params": params, "metrics": metrics}
+
+
+def test_like_for_like_puts_architectures_in_rows_and_losses_in_columns() -> None:
+    from ssnas_core.evaluation.report import like_for_like, like_for_like_markdown
+
+    runs = [_ft("fairdarts-bt", "ce", 0, 0.80), _ft("fairdarts-bt", "ce", 1, 0.90),
+            _ft("fairdarts-bt", "ce", 1, 0.10),  # the same seed again: left out
+            _ft("darts-simclr", "ce", 0, 0.70),
+            _ft("fairdarts-bt", "focal-la", 0, 0.85, posthoc=-0.5, raw=0.60),
+            _ft("resnet18", "ce", 0, 0.75, stage="baseline"),
+            _ft("darts-ce", "ce-la", 0, 0.5, fallback="0", rho="1.0")]
+    grid = like_for_like(runs)
+    g = grid["rhos"]["10"]
+    assert g["rows"] == ["fairdarts-bt", "darts-simclr", "resnet18"]
+    assert g["columns"] == ["ce", "focal-la", "focal-la + post-hoc tau"]
+    mean, std, n = g["cells"][("fairdarts-bt", "ce")]["test/balanced_acc"]
+    assert n == 2 and mean == pytest.approx(0.85) and std == pytest.approx(math.sqrt(0.005))
+    assert g["cells"][("fairdarts-bt", "focal-la")]["test/balanced_acc"][0] == pytest.approx(0.60)  # raw
+    assert g["cells"][("fairdarts-bt", "focal-la + post-hoc tau")]["test/balanced_acc"][0] == pytest.approx(0.85)
+    assert g["fallback"] == {"fairdarts-bt": "0", "darts-simclr": "0", "resnet18": "-"}
+    assert list(grid["rhos"]) == ["10", "1"]  # the long-tailed set first
+    md = like_for_like_markdown(runs)
+    assert "| ours (FairDARTS + Barlow Twins) | 0.80 | 0 | 0.850 +- 0.071 (2) | 0.600 (1) | 0.850 (1) |" in md
+    assert "| ResNet-18 | 0.80 | - | 0.750 (1) | - | - |" in md

@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from ssnas_core.errors import SsnasError
-from ssnas_core.evaluation.report import class_columns, summarize, to_csv, to_markdown
+from ssnas_core.evaluation.report import (
+    class_columns,
+    like_for_like_csv,
+    like_for_like_markdown,
+    summarize,
+    to_csv,
+    to_markdown,
+)
 
 
 def run_report(experiment: str, uri: str, out: str, mode: str) -> str:
@@ -30,11 +37,18 @@ def run_report(experiment: str, uri: str, out: str, mode: str) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     rows = summarize(runs, mode)
     legend = ("mean +- sample std over runs (seeds)" if mode == "mean" else "the run with the best val metric")
-    (folder / "report.md").write_text(f"# {experiment}\n\nOne row per method; {legend}. Test split; error = "
-                                      f"1 - ACC; per-class error = 1 - recall. "
-                                      "Fallback nodes: nodes of the searched cell that took the fallback gene "
-                                      f"(not 0: that search did not converge).\n\n{to_markdown(rows)}")
-    files = [folder / "report.md", to_csv(rows, folder / "report.csv")]
+    (folder / "report.md").write_text(
+        f"# {experiment}\n\n## Like for like\n\nRows are architectures, columns the fine-tune losses they were "
+        "trained with; each cell is the test mean +- sample std over seeds (number of seeds). A post-hoc run "
+        "gives both its own column (`+ post-hoc tau`, tau fitted on val) and its loss's column (the same "
+        "network without the adjustment). Fallback nodes: nodes of the searched cell that took the fallback "
+        "gene (not 0: that search did not converge, and its rows are not a searched architecture's result; "
+        "`?`: not recorded; `-`: not searched).\n\n"
+        f"{like_for_like_markdown(runs)}\n## Per method\n\nOne row per method; {legend}. Test split; error = "
+        "1 - ACC; per-class error = 1 - recall.\n\n"
+        f"{to_markdown(rows)}")
+    files = [folder / "report.md", to_csv(rows, folder / "report.csv"),
+             like_for_like_csv(runs, folder / "like_for_like.csv")]
     per_class = class_columns(rows)
     if per_class:
         errors = np.array([[r.get(c, (math.nan, None))[0] for c in per_class] for r in rows], dtype=float)
@@ -59,5 +73,5 @@ def run_report(experiment: str, uri: str, out: str, mode: str) -> str:
         status = "FINISHED"
     finally:
         tracker.end(status)
-    print(to_markdown(rows), file=sys.stderr)
+    print(like_for_like_markdown(runs), file=sys.stderr)
     return str(folder)

@@ -109,3 +109,110 @@ def to_csv(rows: Sequence[dict[str, Any]], path: Path) -> Path:
                 cells += [mean, "" if std is None else std]
             w.writerow([r["method"], r["n_runs"], r.get("fallback_nodes", "-"), *cells])
     return path
+
+
+# --- like for like: architectures (rows) under the same fine-tune losses (columns) -----------------------------
+
+ARCHITECTURES = {"fairdarts-bt": "ours (FairDARTS + Barlow Twins)", "darts-simclr": "SSNAS (DARTS + SimCLR)",
+                 "darts-ce": "DARTS (supervised)", "fairdarts-ce": "FairDARTS (supervised)",
+                 "resnet18": "ResNet-18", "resnet32": "ResNet-32", "resnet50": "ResNet-50",
+                 "genotype": "genotype file"}
+LOSS_ORDER = ("ce", "ce-la", "focal-la", "focal-la + post-hoc tau")
+POSTHOC = " + post-hoc tau"
+GRID_METRICS = (("test/balanced_acc", "Balanced accuracy"), ("test/acc", "ACC"), ("test/auc", "AUC"))
+
+
+def _architecture(run: dict[str, Any]) -> str:
+    tags = run["tags"]
+    method, loss = tags.get("ssnas.method", "?"), tags.get("ssnas.loss", run["params"].get("finetune.loss", "?"))
+    return method.removesuffix(f"-{loss}") if tags.get("ssnas.stage") == "baseline" else method
+
+
+def _cells_of(run: dict[str, Any]) -> list[tuple[str, dict[str, float]]]:
+    """``(loss column, test metrics)`` a run contributes: a post-hoc run gives its loss's column too (test_raw/*)."""
+    loss = run["tags"].get("ssnas.loss", run["params"].get("finetune.loss", "?"))
+    metrics = run["metrics"]
+    if run["params"].get("finetune.tau_posthoc", "none") == "none" or "finetune/tau_posthoc" not in metrics:
+        return [(loss, metrics)]
+    raw = {f"test/{k.split('/', 1)[1]}": v for k, v in metrics.items() if k.startswith("test_raw/")}
+    return [(loss + POSTHOC, metrics), (loss, raw)]
+
+
+def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The architecture x loss grid, per imbalance factor, each cell mean +- std over seeds.
+
+    Returns ``{"rhos": {rho: {"rows": [arch...], "columns": [loss...], "cells": {(arch, loss): {metric: (mean,
+    std, n)}}, "fallback": {arch: str}, "params_m": {arch: float}}}}``. One value per (architecture, loss,
+    seed): a second run of the same seed is left out.
+    """
+    seen: set[tuple[str, str, str, str]] = set()
+    values: dict[str, dict[tuple[str, str], list[dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
+    fallback: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    params: dict[str, dict[str, float]] = defaultdict(dict)
+    for run in runs:
+        rho = f"{float(run['tags'].get('ssnas.imbalance_factor', '1.0')):g}"
+        arch = _architecture(run)
+        searched = run["tags"].get("ssnas.stage") == "finetune"
+        fallback[rho][arch].add(run["tags"].get("ssnas.fallback_nodes", "?") if searched else "-")
+        params[rho][arch] = _values(run)["params_m"]
+        for column, metrics in _cells_of(run):
+            key = (rho, arch, column, run["params"].get("seed", run["run_id"]))
+            if key in seen:
+                continue
+            seen.add(key)
+            values[rho][(arch, column)].append(metrics)
+    out: dict[str, Any] = {"rhos": {}}
+    for rho in sorted(values, key=float, reverse=True):
+        grid = values[rho]
+        archs = {a for a, _ in grid}
+        rows = [a for a in ARCHITECTURES if a in archs] + sorted(archs - set(ARCHITECTURES))
+        losses = {c for _, c in grid}
+        columns = [c for c in LOSS_ORDER if c in losses] + sorted(losses - set(LOSS_ORDER))
+        cells = {}
+        for key, ms in grid.items():
+            cell = {}
+            for metric, _ in GRID_METRICS:
+                xs = [m[metric] for m in ms if metric in m and math.isfinite(m[metric])]
+                mean = sum(xs) / len(xs) if xs else math.nan
+                std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
+                cell[metric] = (mean, std, len(xs))
+            cells[key] = cell
+        out["rhos"][rho] = {"rows": rows, "columns": columns, "cells": cells, "params_m": params[rho],
+                            "fallback": {a: "/".join(sorted(fallback[rho][a])) for a in rows}}
+    return out
+
+
+def like_for_like_markdown(runs: Sequence[dict[str, Any]]) -> str:
+    """Markdown: per imbalance factor and metric, architectures x losses, ``mean +- std (n seeds)``."""
+    grid = like_for_like(runs)
+    parts = []
+    for rho, g in grid["rhos"].items():
+        for metric, label in GRID_METRICS:
+            head = ["Architecture", "Params (M)", "Fallback nodes", *g["columns"]]
+            lines = [f"### {label}, imbalance factor {rho}", "", "| " + " | ".join(head) + " |",
+                     "|" + "---|" * len(head)]
+            for arch in g["rows"]:
+                cells = []
+                for column in g["columns"]:
+                    mean, std, n = g["cells"].get((arch, column), {}).get(metric, (math.nan, None, 0))
+                    cells.append("-" if not n else _fmt((mean, std)) + f" ({n})")
+                lines.append(f"| {ARCHITECTURES.get(arch, arch)} | {g['params_m'].get(arch, math.nan):.2f} | "
+                             f"{g['fallback'][arch]} | " + " | ".join(cells) + " |")
+            parts.append("\n".join(lines) + "\n")
+    return "\n".join(parts)
+
+
+def like_for_like_csv(runs: Sequence[dict[str, Any]], path: Path) -> Path:
+    """One row per (imbalance factor, architecture, loss): n and mean/std of each grid metric."""
+    grid = like_for_like(runs)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["imbalance_factor", "architecture", "loss", "fallback_nodes", "n_seeds",
+                    *[x for m, _ in GRID_METRICS for x in (m, f"{m}_std")]])
+        for rho, g in grid["rhos"].items():
+            for (arch, column), cell in sorted(g["cells"].items()):
+                n = max(v[2] for v in cell.values())
+                w.writerow([rho, arch, column, g["fallback"][arch], n,
+                            *[x for m, _ in GRID_METRICS for x in (cell[m][0], "" if cell[m][1] is None
+                                                                   else cell[m][1])]])
+    return path
