@@ -21,13 +21,13 @@ def search_locally(overrides: dict[str, Any], ctx: Any) -> Path:
 def finetune_into(overrides: dict[str, Any], run: Any, genotype: Path, weights: Path | None,
                   width: int | None, cells: int | None, tags: dict[str, str] | None = None) -> float:
     """Fine-tune ``genotype`` (inheriting ``weights``) into the trial's run; returns the best val metric."""
-    from ssnas_core.cli.finetune_cmd import FALLBACK_KEY, _finetune_run, prepare
+    from ssnas_core.cli.finetune_cmd import SEARCH_KEYS, _finetune_run, prepare
 
     ft = {k: v for k, v in overrides.items() if k.startswith(FT_KEYS)}
     with tempfile.TemporaryDirectory() as tmp:
         cfg, setup, geno, params = prepare(ft, None, str(genotype), str(weights) if weights else None, width,
                                            cells, Path(tmp))
-    converged = {FALLBACK_KEY: params[FALLBACK_KEY]} if FALLBACK_KEY in params else {}  # shown by the report
+    converged = {k: params[k] for k in SEARCH_KEYS if k in params}  # shown by the report
     run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, **converged, **(tags or {})})
     return _finetune_run(cfg, setup, geno, run.tracker, run.run_id, run.hook, run.checkpoints, register=False).val
 

@@ -40,12 +40,12 @@ def run_trial(overrides: dict[str, Any], ctx: Any, run: Any) -> float:
     """Fine-tune with ``overrides`` into the trial's MLflow run; returns the best val metric."""
     import tempfile
 
-    from ssnas_core.cli.finetune_cmd import FALLBACK_KEY, _finetune_run, prepare
+    from ssnas_core.cli.finetune_cmd import SEARCH_KEYS, _finetune_run, prepare
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg, setup, genotype, params = prepare(overrides, ctx.search_run, ctx.genotype, ctx.weights, ctx.width,
                                                ctx.cells, Path(tmp))
-    converged = {FALLBACK_KEY: params[FALLBACK_KEY]} if FALLBACK_KEY in params else {}
+    converged = {k: params[k] for k in SEARCH_KEYS if k in params}
     run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, "ssnas.search_run_id": ctx.search_run or "",
                           **converged})
     result = _finetune_run(cfg, setup, genotype, run.tracker, run.run_id, run.hook, run.checkpoints, register=False)

@@ -54,6 +54,14 @@ def test_finetune_run_fulfils_the_contract(searched) -> None:
     assert tags["ssnas.stage"] == "finetune" and tags["ssnas.method"] == "fairdarts-bt"
     assert tags["ssnas.search_run_id"] == search_id and tags["ssnas.dataset"] == "synthetic"
     assert int(tags["ssnas.inherited"].split()[0]) > 0
+    # how far its search got, from the search's search_summary.json
+    summary = json.loads((work / "ssnas-runs" / search_id / "artifacts" / "search_summary.json").read_text())
+    assert summary["epochs"] == 1 and set(summary["fallback_nodes"]) == {"normal", "reduce"}
+    assert tags["ssnas.search_epochs"] == "1"
+    assert tags["ssnas.fallback_nodes"] == str(sum(summary["fallback_nodes"].values()))
+    assert tags["ssnas.decided_fraction"] == "/".join(f"{summary['decided_fraction'][c]:.3f}"
+                                                      for c in ("normal", "reduce"))
+    assert "search_summary.json" in {a.path for a in client.list_artifacts(search_id)}
     assert run.data.params["finetune.loss"] == "focal-la" and run.data.params["finetune.gamma"] == "2.0"
     m = run.data.metrics
     for key in ["train/loss", "val/acc", "val/auc", "val/balanced_acc", "test/acc", "test/auc", "test/error",

@@ -70,7 +70,8 @@ def _ft(arch: str, loss: str, seed: int, bal: float, stage: str = "finetune", fa
     tags = {"ssnas.method": arch if stage == "finetune" else f"{arch}-{loss}", "ssnas.stage": stage,
             "ssnas.loss": loss, "ssnas.imbalance_factor": rho, "ssnas.n_params": "800000"}
     if stage == "finetune":
-        tags["ssnas.fallback_nodes"] = fallback
+        tags.update({"ssnas.fallback_nodes": fallback, "ssnas.decided_fraction": "0.939/0.898",
+                     "ssnas.search_epochs": "15"})
     metrics = {"test/balanced_acc": bal, "test/acc": bal, "test/auc": 0.9}
     params = {"seed": str(seed), "finetune.tau_posthoc": "none" if posthoc is None else "auto"}
     if posthoc is not None:
@@ -99,5 +100,6 @@ def test_like_for_like_puts_architectures_in_rows_and_losses_in_columns() -> Non
     assert g["fallback"] == {"fairdarts-bt": "0", "darts-simclr": "0", "resnet18": "-"}
     assert list(grid["rhos"]) == ["10", "1"]  # the long-tailed set first
     md = like_for_like_markdown(runs)
-    assert "| ours (FairDARTS + Barlow Twins) | 0.80 | 0 | 0.850 +- 0.071 (2) | 0.600 (1) | 0.850 (1) |" in md
-    assert "| ResNet-18 | 0.80 | - | 0.750 (1) | - | - |" in md
+    assert "| ours (FairDARTS + Barlow Twins) | 0.80 | 0 | 0.939/0.898 | 15 | 0.850 +- 0.071 (2) | 0.600 (1) | " \
+           "0.850 (1) |" in md
+    assert "| ResNet-18 | 0.80 | - | - | - | 0.750 (1) | - | - |" in md

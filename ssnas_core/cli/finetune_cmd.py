@@ -26,6 +26,7 @@ from ssnas_core.finetune.posthoc import fit_tau, prior_term
 from ssnas_core.finetune.report import write_outputs
 from ssnas_core.finetune.serving import ServingModel
 from ssnas_core.finetune.setup import FinetuneSetup, build_derived, build_finetune, check_head, load_data
+from ssnas_core.search.artifacts import SUMMARY
 from ssnas_core.search_space.genotype import Genotype, fallback_nodes
 from ssnas_core.search_space.network import count_parameters
 from ssnas_core.search_space.primitives import FAIRDARTS_PRIMITIVES, PRIMITIVES
@@ -59,6 +60,7 @@ def _from_search_run(cfg: RunConfig, run_id: str, dst: Path) -> tuple[dict[str, 
     genotype = download_artifact(tracking_uri(cfg), run_id, "genotype.json", dst)
     if genotype is None:
         raise ConfigError(f"search run {run_id} has no genotype.json: it did not finish; resume it first")
+    download_artifact(tracking_uri(cfg), run_id, SUMMARY, dst)  # beside the genotype, when the search wrote one
     return info["params"], genotype, download_artifact(tracking_uri(cfg), run_id, "supernet.pt", dst)
 
 
@@ -95,11 +97,18 @@ def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: st
         raise ConfigError(f"genotype has {genotype.n_nodes} nodes but the search used {params['search.nodes']}")
     dataset = load_data(cfg)
     searched = _load_weights(weights_path)
-    fallback = search_fallback(searched, params or _sibling_config(genotype_path)) if searched is not None else None
+    summary = _sibling_summary(genotype_path)
+    fallback = summary.get("fallback_nodes") if summary else None
+    if fallback is None and searched is not None:
+        fallback = search_fallback(searched, params or _sibling_config(genotype_path))
     if fallback is not None:
         params = {**params, FALLBACK_KEY: str(sum(fallback.values()))}
         if sum(fallback.values()):
             print(unconverged_warning("ssnas finetune", fallback), file=sys.stderr)
+    if summary:
+        decided = summary.get("decided_fraction", {})
+        params = {**params, DECIDED_KEY: "/".join(f"{decided[c]:.3f}" for c in ("normal", "reduce") if c in decided),
+                  SEARCH_EPOCHS_KEY: str(summary.get("epochs", "?"))}
     state = searched if cfg.finetune.inherit else None
     if state is not None:
         check_head(state, dataset.n_classes)
@@ -111,6 +120,21 @@ def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: st
 
 
 FALLBACK_KEY = "ssnas.fallback_nodes"
+DECIDED_KEY = "ssnas.decided_fraction"  # normal/reduce, from the search's search_summary.json
+SEARCH_EPOCHS_KEY = "ssnas.search_epochs"
+SEARCH_KEYS = (FALLBACK_KEY, DECIDED_KEY, SEARCH_EPOCHS_KEY)  # what a fine-tune tags about its search
+
+
+def _sibling_summary(genotype_path: Path) -> dict[str, Any]:
+    """The ``search_summary.json`` beside a search's ``genotype.json`` (empty if none or unreadable)."""
+    try:
+        summary = json.loads((genotype_path.parent / SUMMARY).read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(summary, dict) or not isinstance(summary.get("fallback_nodes", {}), dict) \
+            or not isinstance(summary.get("decided_fraction", {}), dict):
+        return {}
+    return summary
 
 
 def search_fallback(state: dict[str, torch.Tensor], params: dict[str, str]) -> dict[str, int] | None:
@@ -230,8 +254,7 @@ def run_finetune(overrides: dict[str, Any], search_run: str | None = None, genot
     tags = {"ssnas.stage": "finetune", "ssnas.method": method, "ssnas.dataset": dataset.name,
             "ssnas.imbalance_factor": str(cfg.data.imbalance_factor), "ssnas.search_run_id": search_run or "",
             "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
-    if FALLBACK_KEY in params:
-        tags[FALLBACK_KEY] = params[FALLBACK_KEY]
+    tags.update({k: params[k] for k in SEARCH_KEYS if k in params})
     tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
     return _finetune_run(cfg, setup, genotype, tracker, run_id).run_id
 

@@ -148,12 +148,16 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     seen: set[tuple[str, str, str, str]] = set()
     values: dict[str, dict[tuple[str, str], list[dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
     fallback: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    search: dict[str, dict[str, set[tuple[str, str]]]] = defaultdict(lambda: defaultdict(set))
     params: dict[str, dict[str, float]] = defaultdict(dict)
     for run in runs:
         rho = f"{float(run['tags'].get('ssnas.imbalance_factor', '1.0')):g}"
         arch = _architecture(run)
         searched = run["tags"].get("ssnas.stage") == "finetune"
         fallback[rho][arch].add(run["tags"].get("ssnas.fallback_nodes", "?") if searched else "-")
+        tags = run["tags"]
+        search[rho][arch].add((tags.get("ssnas.decided_fraction", "?"), tags.get("ssnas.search_epochs", "?"))
+                              if searched else ("-", "-"))
         params[rho][arch] = _values(run)["params_m"]
         for column, metrics in _cells_of(run):
             key = (rho, arch, column, run["params"].get("seed", run["run_id"]))
@@ -178,7 +182,9 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 cell[metric] = (mean, std, len(xs))
             cells[key] = cell
         out["rhos"][rho] = {"rows": rows, "columns": columns, "cells": cells, "params_m": params[rho],
-                            "fallback": {a: "/".join(sorted(fallback[rho][a])) for a in rows}}
+                            "fallback": {a: "/".join(sorted(fallback[rho][a])) for a in rows},
+                            "decided": {a: "; ".join(sorted(d for d, _ in search[rho][a])) for a in rows},
+                            "search_epochs": {a: "/".join(sorted(e for _, e in search[rho][a])) for a in rows}}
     return out
 
 
@@ -188,7 +194,8 @@ def like_for_like_markdown(runs: Sequence[dict[str, Any]]) -> str:
     parts = []
     for rho, g in grid["rhos"].items():
         for metric, label in GRID_METRICS:
-            head = ["Architecture", "Params (M)", "Fallback nodes", *g["columns"]]
+            head = ["Architecture", "Params (M)", "Fallback nodes", "Decided (normal/reduce)", "Search epochs",
+                    *g["columns"]]
             lines = [f"### {label}, imbalance factor {rho}", "", "| " + " | ".join(head) + " |",
                      "|" + "---|" * len(head)]
             for arch in g["rows"]:
@@ -197,7 +204,8 @@ def like_for_like_markdown(runs: Sequence[dict[str, Any]]) -> str:
                     mean, std, n = g["cells"].get((arch, column), {}).get(metric, (math.nan, None, 0))
                     cells.append("-" if not n else _fmt((mean, std)) + f" ({n})")
                 lines.append(f"| {ARCHITECTURES.get(arch, arch)} | {g['params_m'].get(arch, math.nan):.2f} | "
-                             f"{g['fallback'][arch]} | " + " | ".join(cells) + " |")
+                             f"{g['fallback'][arch]} | {g['decided'][arch]} | {g['search_epochs'][arch]} | "
+                             + " | ".join(cells) + " |")
             parts.append("\n".join(lines) + "\n")
     return "\n".join(parts)
 
@@ -207,12 +215,13 @@ def like_for_like_csv(runs: Sequence[dict[str, Any]], path: Path) -> Path:
     grid = like_for_like(runs)
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["imbalance_factor", "architecture", "loss", "fallback_nodes", "n_seeds",
+        w.writerow(["imbalance_factor", "architecture", "loss", "fallback_nodes", "decided_fraction", "search_epochs",
+                    "n_seeds",
                     *[x for m, _ in GRID_METRICS for x in (m, f"{m}_std")]])
         for rho, g in grid["rhos"].items():
             for (arch, column), cell in sorted(g["cells"].items()):
                 n = max(v[2] for v in cell.values())
-                w.writerow([rho, arch, column, g["fallback"][arch], n,
+                w.writerow([rho, arch, column, g["fallback"][arch], g["decided"][arch], g["search_epochs"][arch], n,
                             *[x for m, _ in GRID_METRICS for x in (cell[m][0], "" if cell[m][1] is None
                                                                    else cell[m][1])]])
     return path

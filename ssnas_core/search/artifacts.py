@@ -8,8 +8,9 @@ torch-only install can still search with tracking off.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -17,6 +18,20 @@ from ssnas_core.search.engine import EpochReport
 from ssnas_core.search_space.cells import edge_index
 from ssnas_core.search_space.genotype import Genotype
 from ssnas_core.tracking.base import Tracker
+
+SUMMARY = "search_summary.json"
+
+
+def search_summary(report: EpochReport) -> dict[str, Any]:
+    """How far the search got, beside its genotype: epochs run, fallback nodes and decided fraction per cell.
+
+    ``ssnas finetune`` reads it next to ``genotype.json`` (also when given ``--genotype`` alone) and tags
+    the fine-tune with it, so a result always says whether its architecture was searched to convergence.
+    """
+    cells = [k.split("/", 1)[1] for k in report.extra if k.startswith("fallback_nodes/")]
+    return {"epochs": report.epoch + 1,
+            "fallback_nodes": {c: int(report.extra[f"fallback_nodes/{c}"]) for c in cells},
+            "decided_fraction": {c: round(float(report.extra[f"decided/{c}"]), 4) for c in cells}}
 
 
 def edge_labels(n_nodes: int) -> list[str]:
@@ -74,7 +89,9 @@ class SearchArtifacts:
             writer = csv.writer(fh)
             writer.writerow(["epoch", "cell", "edge", "op", "weight"])
             writer.writerows(rows)
-        written = [snap, traj]
+        summary = self._path(SUMMARY)
+        summary.write_text(json.dumps(search_summary(report), indent=2))
+        written = [snap, traj, summary]
         if self.plots:
             from ssnas_core import viz
 
