@@ -56,6 +56,19 @@ def test_report_command_on_a_search_finetune_and_baseline(workdir, capsys) -> No
     client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
     exp = client.get_experiment_by_name("ssnas-synthetic")
     (report,) = client.search_runs([exp.experiment_id], "tags.`ssnas.stage` = 'report'")
+    # a runs file kept with the results: filled once per run, and enough on its own for a later store
+    runs_file = workdir / "kept" / "runs.jsonl"
+    for _ in range(2):
+        assert main(["report", "--experiment", "ssnas-synthetic", "--runs-file", str(runs_file),
+                     "--out", str(workdir / "rep2")]) == 0
+    assert len(runs_file.read_text().splitlines()) == 2  # the fine-tune and the baseline, once each
+    assert main(["report", "--experiment", "results-of-an-earlier-store", "--runs-file", str(runs_file),
+                 "--out", str(workdir / "rep3")]) == 0
+    assert (workdir / "rep3" / "like_for_like.csv").read_text() == (workdir / "rep2" / "like_for_like.csv").read_text()
+    runs_file.write_text(runs_file.read_text() + "not json\n")
+    capsys.readouterr()
+    assert main(["report", "--experiment", "ssnas-synthetic", "--runs-file", str(runs_file)]) == 2
+    assert "runs.jsonl:3 is not a run record" in capsys.readouterr().err
     assert {a.path for a in client.list_artifacts(report.info.run_id, "report")} >= {"report/report.md",
                                                                                   "report/report.csv"}
 

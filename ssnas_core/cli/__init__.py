@@ -74,6 +74,9 @@ def _report_parser(sub: Any) -> None:
     p.add_argument("--out", default="", help="output folder (default: report-<experiment>)")
     p.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
                    "sqlite:///./mlflow.db)")
+    p.add_argument("--runs-file", default="", help="a JSON-lines file of runs kept with the results: the "
+                   "experiment's finished runs are added to it and the report covers all of its runs, so "
+                   "results made with several MLflow stores add up (scripts/results.sh uses it)")
 
 
 def _study_parser(sub: Any) -> None:
@@ -200,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "report":
             from ssnas_core.cli.report_cmd import run_report
 
-            print(run_report(args.experiment, args.tracking_uri, args.out, args.mode))
+            print(run_report(args.experiment, args.tracking_uri, args.out, args.mode, args.runs_file))
             return 0
         if args.command == "study":
             from ssnas_core.cli.study_cmd import run

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
+import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,15 +24,63 @@ from ssnas_core.evaluation.report import (
 )
 
 
-def run_report(experiment: str, uri: str, out: str, mode: str) -> str:
-    """Write the report into ``out`` and log it as a ``report`` run; returns the folder."""
+def merge_runs_file(path: Path, experiment: str, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Append ``runs`` not yet in the JSON-lines file ``path`` (by run id); returns all of the file's runs.
+
+    The file outlives the MLflow store it was filled from: results made over several working periods,
+    each with its own store, add up in one file kept with the results.
+
+    Raises:
+        SsnasError: a line of the file is not a run record.
+    """
+    known: list[dict[str, Any]] = []
+    if path.exists():
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                record = json.loads(line) if line.strip() else None
+            except ValueError:
+                record = {}
+            if record is None:
+                continue
+            if not isinstance(record, dict) or not {"run_id", "tags", "params", "metrics"} <= set(record):
+                raise SsnasError(f"{path}:{n} is not a run record (run_id, tags, params, metrics): fix or remove "
+                                 "that line")
+            known.append(record)
+    ids = {r["run_id"] for r in known}
+    new = [{"experiment": experiment, **r} for r in runs if r["run_id"] not in ids]
+    if new:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in known + new))
+        os.replace(tmp, path)
+    return known + new
+
+
+def run_report(experiment: str, uri: str, out: str, mode: str, runs_file: str = "") -> str:
+    """Write the report into ``out`` and log it as a ``report`` run; returns the folder.
+
+    With ``runs_file``, the experiment's finished runs are first added to that JSON-lines file, and the
+    report covers every run in it (an experiment missing from the store then reports the file alone).
+    """
     from ssnas_core import viz
+    from ssnas_core.errors import TrackingError
     from ssnas_core.tracking.mlflow_adapter import MlflowTracker, download_artifact
     from ssnas_core.tracking.mlflow_query import experiment_runs
     from ssnas_core.tracking.mlflow_store import default_tracking_uri
 
     uri = uri or default_tracking_uri()
-    runs = experiment_runs(uri, experiment, ("finetune", "baseline"))
+    def store_runs(stages: tuple[str, ...]) -> list[dict[str, Any]]:
+        try:
+            return experiment_runs(uri, experiment, stages)
+        except TrackingError:
+            if not runs_file:  # with a runs file, an experiment this store lacks reports the file alone
+                raise
+            return []
+
+    runs = store_runs(("finetune", "baseline"))
+    if runs_file:
+        runs = [r for r in merge_runs_file(Path(runs_file), experiment, runs)
+                if r["tags"].get("ssnas.stage") in ("finetune", "baseline")]
     if not runs:
         raise SsnasError(f"experiment {experiment!r} has no finished finetune or baseline runs to report: "
                          "run `ssnas finetune` or `ssnas baseline` first")
@@ -55,7 +106,7 @@ def run_report(experiment: str, uri: str, out: str, mode: str) -> str:
         files.append(viz.plot_per_class_error([r["method"] for r in rows], [c.split("/")[-1] for c in per_class],
                                               errors, f"{experiment}: per-class test error",
                                               folder / "per_class_error.png"))
-    for search in experiment_runs(uri, experiment, ("search",)):
+    for search in store_runs(("search",)):
         with tempfile.TemporaryDirectory() as tmp:  # the report folder keeps only the report
             local = download_artifact(uri, search["run_id"], "alphas/trajectory.csv", tmp)
             if local is None:
