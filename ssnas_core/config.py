@@ -62,7 +62,10 @@ class DataConfig:
 class SearchConfig:
     """Architecture search: supernet, relaxation, self-supervised loss, optimisers."""
 
-    epochs: int = _f(100, "search epochs (paper: 100)")
+    epochs: int = _f(100, "search epochs (paper: 100): the length of the weights' cosine schedule")
+    stop_after: int = _f(0, "run only the first N epochs of the --epochs schedule, then derive the genotype and "
+                         "finish (0: all), e.g. to stop a 100-epoch schedule once the search converged; "
+                         "--resume of an interrupted search may change it")
     batch_size: int = _f(32, "images per step in each half of the bi-level split (paper: 32)")
     width: int = _f(16, "initial channels C of the supernet")
     cells: int = _f(3, "cells in the supernet (paper: 3); reduction cells at 1/3 and 2/3 of the depth")
@@ -120,6 +123,8 @@ class SearchConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ConfigError(f"--{name} {value} is invalid: it must be at least 1")
+        if self.stop_after < 0:
+            raise ConfigError(f"--search.stop-after {self.stop_after} is invalid: give epochs, or 0 for all")
         if self.batch_size < 2:
             raise ConfigError(
                 f"--batch-size {self.batch_size} is invalid: batch statistics need at least 2 images per step"
@@ -275,7 +280,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
 
 
 # Fields that may change between an interrupted run and its resumption.
-RUNTIME_KEYS = frozenset({"device", "tracking.enabled", "tracking.tracking_uri", "tracking.work_dir"})
+RUNTIME_KEYS = frozenset({"device", "tracking.enabled", "tracking.tracking_uri", "tracking.work_dir",
+                          "search.stop_after"})
 
 
 def projector_sizes(spec: str) -> tuple[int, ...]:

@@ -96,3 +96,18 @@ def test_searched_alphas_move(workdir, capsys) -> None:
     run_id = capsys.readouterr().out.strip().splitlines()[-1]
     state = torch.load(workdir / "ssnas-runs" / run_id / "artifacts" / "supernet.pt", weights_only=True)
     assert state["alpha_normal"].abs().max() > 0.01
+
+
+def test_stop_after_runs_the_first_epochs_of_the_schedule(workdir, capsys) -> None:
+    import json
+
+    from mlflow import MlflowClient
+
+    assert main(["search", *TINY, "--epochs", "50", "--search.stop-after", "2"]) == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    run = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.params["search.epochs"] == "50"
+    summary = json.loads((workdir / "ssnas-runs" / run_id / "artifacts" / "search_summary.json").read_text())
+    assert summary["epochs"] == 2 and (workdir / "ssnas-runs" / run_id / "artifacts" / "genotype.json").exists()
+    lrs = [m.value for m in MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_metric_history(run_id, "search/lr")]
+    assert lrs and min(lrs) > 0.02  # the 50-epoch cosine schedule (from 0.025) has barely started to decay

@@ -143,14 +143,15 @@ def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: b
             tracker.set_tags({"ssnas.work_dir": str(run_dir.resolve())})
         print(f"ssnas search: run {run_id} on {setup.device}, {dataset.name}, "
               f"{engine.steps_per_epoch} steps/epoch, from epoch {engine.epoch}", file=sys.stderr)
-        while engine.epoch < cfg.search.epochs:
+        last = min(cfg.search.epochs, cfg.search.stop_after or cfg.search.epochs)
+        while engine.epoch < last:
             with progress_bar(engine.steps_per_epoch, f"epoch {engine.epoch + 1}/{cfg.search.epochs}") as bar:
                 report = engine.run_epoch(progress=bar)
             save_checkpoint(run_dir / "checkpoints", {"engine": engine.state_dict(), "config": flat,
                                                        "config_sha": config_sha(cfg), "run_id": run_id})
             _log_epoch(tracker, report, cfg, primitives)
             print(_epoch_line(report), file=sys.stderr)
-            artifacts.epoch(report, engine.alpha_history, final=engine.epoch == cfg.search.epochs)
+            artifacts.epoch(report, engine.alpha_history, final=engine.epoch == last)
             tracker.log_artifact(run_dir / "checkpoints" / LAST, "checkpoints")
         genotype = engine.supernet.genotype(cfg.search.threshold)
         artifacts.final(genotype, engine.supernet.state_dict())
