@@ -88,6 +88,7 @@ def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: st
         genotype_path, weights_path = Path(genotype_file), Path(weights_file) if weights_file else None
         if not genotype_path.exists():
             raise ConfigError(f"--genotype {genotype_path} does not exist: pass the genotype.json of a search run")
+        params = _sibling_config(genotype_path)  # the search's settings, when its config.json lies beside
     else:
         raise ConfigError("say which architecture to fine-tune: --search-run RUN_ID or --genotype FILE")
     genotype = Genotype.from_json(genotype_path.read_text())
@@ -100,7 +101,7 @@ def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: st
     summary = _sibling_summary(genotype_path)
     fallback = summary.get("fallback_nodes") if summary else None
     if fallback is None and searched is not None:
-        fallback = search_fallback(searched, params or _sibling_config(genotype_path))
+        fallback = search_fallback(searched, params)
     if fallback is not None:
         params = {**params, FALLBACK_KEY: str(sum(fallback.values()))}
         if sum(fallback.values()):
