@@ -206,3 +206,25 @@ def test_post_hoc_tau_is_logged_saved_and_applied_by_the_downloaded_model(tau_po
             ds.test.images.float()).numpy()
     assert medmnist_acc(ds.test.labels.numpy(), score, ds.task) == pytest.approx(m["test/acc"], abs=1e-9)
     assert medmnist_acc(ds.test.labels.numpy(), plain, ds.task) == pytest.approx(m["test_raw/acc"], abs=1e-9)
+
+
+def test_a_genotype_file_carries_its_search_settings_and_summary(searched, tmp_path, monkeypatch) -> None:
+    """--genotype alone (no weights): the method name, width and search figures come from the files beside it."""
+    import shutil
+
+    work, uri, search_id, _ = searched
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    record = tmp_path / "record"
+    record.mkdir()
+    for name in ("genotype.json", "config.json", "search_summary.json"):
+        shutil.copy(work / "ssnas-runs" / search_id / "artifacts" / name, record / name)
+    assert main(["finetune", "--genotype", str(record / "genotype.json"), "--dataset", "synthetic", *FT,
+                 "--epochs", "1", "--experiment", "from-a-record"]) == 0
+    client = MlflowClient(uri)
+    run = client.search_runs([client.get_experiment_by_name("from-a-record").experiment_id])[0]
+    summary = json.loads((record / "search_summary.json").read_text())
+    assert run.data.tags["ssnas.method"] == "fairdarts-bt"  # from config.json, not "genotype"
+    assert run.data.tags["ssnas.fallback_nodes"] == str(sum(summary["fallback_nodes"].values()))
+    assert run.data.tags["ssnas.search_epochs"] == "1"
+    assert run.data.tags["ssnas.inherited"].startswith("0 of")  # no weights given
