@@ -6,6 +6,7 @@ import copy
 import json
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -192,6 +193,7 @@ def train(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, metric: str, o
         tracker.set_tags({"ssnas.resumed_from_epoch": str(engine.epoch)})
     while engine.epoch < cfg.finetune.epochs:
         epoch = engine.epoch
+        start = time.perf_counter()
         with progress_bar(1, f"finetune epoch {epoch + 1}/{cfg.finetune.epochs}"):
             loss = engine.run_epoch()
         val = classification_metrics(*engine.evaluate("val"), task, setup.train_counts)
@@ -201,6 +203,10 @@ def train(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, metric: str, o
         if value > best_value:
             best_value, best_epoch = value, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in engine.model.state_dict().items()}
+        if not sys.stderr.isatty():  # a log file or a container: one line per epoch instead of a bar
+            print(f"ssnas finetune: epoch {epoch + 1}/{cfg.finetune.epochs}: train loss {loss:.4f}, val {metric} "
+                  f"{val[metric]:.4f} (best {best_value:.4f} at epoch {best_epoch + 1}), "
+                  f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         if checkpoints is not None:
             save_checkpoint(checkpoints, {"engine": engine.state_dict(), "best_state": best_state,
                                           "best_value": best_value, "best_epoch": best_epoch})
