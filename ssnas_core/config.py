@@ -323,6 +323,22 @@ SEARCH_SECTIONS = ("data", "search", "tracking")
 FINETUNE_SECTIONS = ("data", "finetune", "tracking")
 
 
+def redact_uri(uri: str) -> str:
+    """``uri`` with the password of its user info shown as ``***`` (database and http URLs alike)."""
+    from urllib.parse import urlsplit
+
+    try:
+        password = urlsplit(uri).password
+    except ValueError:  # not a URL (e.g. a malformed port): nothing to find
+        return uri
+    return uri.replace(f":{password}@", ":***@", 1) if password else uri
+
+
+def shareable(flat: dict[str, Any]) -> dict[str, Any]:
+    """A flat config fit to be logged, saved in config.json or a checkpoint: no password of a tracking URI."""
+    return {k: redact_uri(v) if k == "tracking.tracking_uri" and isinstance(v, str) else v for k, v in flat.items()}
+
+
 def config_sha(cfg: RunConfig, sections: tuple[str, ...] = SEARCH_SECTIONS) -> str:
     """Short hash of the non-runtime configuration of the given sections."""
     flat = {k: v for k, v in flatten(cfg, sections=sections).items() if k not in RUNTIME_KEYS}

@@ -18,7 +18,7 @@ from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.cli.progress import progress_bar
 from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment, tracking_uri
 from ssnas_core.cli.search_cmd import unconverged_warning
-from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, with_overrides
+from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, shareable, with_overrides
 from ssnas_core.errors import ConfigError
 from ssnas_core.evaluation.metrics import MULTILABEL, classification_metrics
 from ssnas_core.finetune.losses import class_prior
@@ -307,7 +307,7 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
     run_dir.mkdir(parents=True, exist_ok=True)
     metric = val_metric_name(cfg, dataset.task)
     with ending(tracker) as outcome:
-        tracker.log_params(flatten(cfg, sections=FINETUNE_SECTIONS))
+        tracker.log_params(shareable(flatten(cfg, sections=FINETUNE_SECTIONS)))
         n_params = count_parameters(engine.model)
         if genotype is not None:
             (run_dir / "genotype.json").write_text(genotype.to_json())

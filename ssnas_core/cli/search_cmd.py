@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,9 @@ from ssnas_core.config import (
     config_sha,
     flatten,
     from_flat,
+    redact_uri,
     resolve,
+    shareable,
     with_overrides,
 )
 from ssnas_core.errors import ConfigError
@@ -42,7 +45,14 @@ def _resume_config(overrides: dict[str, Any], state: dict[str, Any]) -> RunConfi
         listing = "; ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
         raise ConfigError(f"--resume keeps the run's configuration, but these options differ: {listing}; "
                           "drop them or start a new search")
-    return with_overrides(saved, {k: v for k, v in overrides.items() if k in RUNTIME_KEYS})
+    runtime = {k: v for k, v in overrides.items() if k in RUNTIME_KEYS}
+    if ":***@" in saved.tracking.tracking_uri and "tracking.tracking_uri" not in runtime:
+        # the password was never saved: take the store from the environment, or ask for it
+        if not os.environ.get("MLFLOW_TRACKING_URI"):
+            raise ConfigError(f"the run was tracked at {saved.tracking.tracking_uri}, whose password is not saved: "
+                              "pass --tracking-uri again or set MLFLOW_TRACKING_URI")
+        runtime["tracking.tracking_uri"] = ""
+    return with_overrides(saved, runtime)
 
 
 def _log_epoch(tracker: Tracker, report: EpochReport, cfg: RunConfig, primitives: tuple[str, ...]) -> None:
@@ -87,6 +97,7 @@ def _print_ui_hint(tracker: Tracker, run_id: str) -> None:
     uri = getattr(tracker, "tracking_uri", None)
     if uri is None:
         return
+    uri = redact_uri(uri)
     page = f"#/experiments/{getattr(tracker, 'experiment_id', '0')}/runs/{run_id}"
     if uri.startswith("http"):
         print(f"ssnas search: see {uri.rstrip('/')}/{page}", file=sys.stderr)
@@ -126,7 +137,7 @@ def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: b
     run_dir = Path(cfg.tracking.work_dir) / run_id
     primitives = engine.supernet.primitives
     artifacts = SearchArtifacts(run_dir, tracker, primitives, cfg.search.nodes)
-    flat = flatten(cfg, sections=SEARCH_SECTIONS)
+    flat = shareable(flatten(cfg, sections=SEARCH_SECTIONS))  # params, config.json, checkpoint: no password
     with ending(tracker) as outcome:
         if not resumed:
             tracker.log_params(flat)

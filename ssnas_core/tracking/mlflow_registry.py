@@ -16,7 +16,7 @@ import numpy as np
 
 from ssnas_core.checkpoint import sha256_file
 from ssnas_core.errors import TrackingError
-from ssnas_core.tracking.mlflow_store import client_for, store_errors
+from ssnas_core.tracking.mlflow_store import client_for, redact, store_errors
 
 CHAMPION = "champion"
 
@@ -102,7 +102,7 @@ def download_model(tracking_uri: str, spec: str, out: Path) -> tuple[Path, dict[
         if not rest:
             versions = client.search_model_versions(f"name='{name}'")
             if not versions:
-                raise TrackingError(f"registered model {name!r} has no versions at {tracking_uri}; "
+                raise TrackingError(f"registered model {name!r} has no versions at {redact(tracking_uri)}; "
                                     "check the name (ssnas-<dataset>) and --tracking-uri")
             mv = max(versions, key=lambda v: int(v.version))
         elif rest.isdigit():
@@ -110,7 +110,7 @@ def download_model(tracking_uri: str, spec: str, out: Path) -> tuple[Path, dict[
         else:
             mv = client.get_model_version_by_alias(name, rest)
     except MlflowException as exc:
-        raise TrackingError(f"model {spec!r} not found at {tracking_uri}: {str(exc).splitlines()[0]}; "
+        raise TrackingError(f"model {spec!r} not found at {redact(tracking_uri)}: {str(exc).splitlines()[0]}; "
                             "use NAME, NAME@ALIAS or NAME/VERSION") from exc
     out.mkdir(parents=True, exist_ok=True)
     with store_errors(f"download of {spec}", tracking_uri):

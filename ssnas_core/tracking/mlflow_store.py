@@ -93,10 +93,9 @@ def check_reachable(tracking_uri: str) -> None:
 
 def redact(uri: str) -> str:
     """Hide the password of a database URL."""
-    parsed = urlparse(uri)
-    if parsed.password:
-        return uri.replace(f":{parsed.password}@", ":***@", 1)
-    return uri
+    from ssnas_core.config import redact_uri
+
+    return redact_uri(uri)
 
 
 def one_line(exc: BaseException) -> str:
