@@ -273,6 +273,10 @@ class RunConfig:
     seed: int = _f(0, "random seed: data order, split, augmentation and initialisation")
     device: str = _f("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
 
+    def __post_init__(self) -> None:
+        if not 0 <= self.seed < 2**32:
+            raise ConfigError(f"--seed {self.seed} is invalid: give a whole number from 0 to {2**32 - 1}")
+
 
 def resolve(cfg: RunConfig) -> RunConfig:
     """``cfg`` with the search's relaxation-dependent defaults made concrete (see ``SearchConfig.resolved``)."""

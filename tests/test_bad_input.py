@@ -30,6 +30,13 @@ CASES = {
     "unreachable tracking server": (["--tracking-uri", "http://127.0.0.1:9"], None, "127.0.0.1:9"),
     "unknown run to resume": (["--resume", "0123456789abcdef"], None, "0123456789abcdef"),
     "bad projector": (["--search.projector", "512-x"], None, "512-512"),
+    "negative seed": (["--seed", "-1"], None, "--seed -1"),
+    "huge seed": (["--seed", "99999999999999999999"], None, "0 to 4294967295"),
+    "malformed tracking URI": (["--tracking-uri", "http//::bad"], None, "sqlite:///"),
+    "unsupported tracking URI": (["--tracking-uri", "mysql://x"], None, "not supported"),
+    "tracking URI with a bad host": (["--tracking-uri", "http://[::1"], None, "malformed"),
+    "NaN learning rate": (["--search.lr", "nan"], None, "finite"),
+    "NaN lambda": (["--lambda-bt", "nan"], None, "finite"),
 }
 
 
@@ -90,3 +97,17 @@ def test_labels_do_not_leak_into_self_supervised_search() -> None:
     obj = SearchObjective(net, Projector(net.feature_dim, (16, 16)), "barlow-twins").eval()
     v1, v2 = torch.randn(4, 1, 28, 28), torch.randn(4, 1, 28, 28)
     assert torch.equal(obj(v1, v2, torch.zeros(4, dtype=torch.long)), obj(v1, v2, torch.from_numpy(np.arange(4))))
+
+
+@pytest.mark.parametrize("flags,needle", [(["--tau", "nan"], "--finetune.tau nan"),
+                                          (["--gamma", "inf"], "--gamma inf"),
+                                          (["--tau-posthoc", "sometimes"], "--tau-posthoc"),
+                                          (["--lr", "-1"], "--finetune.lr -1"),
+                                          (["--seed", "-3"], "--seed -3")])
+def test_bad_fine_tune_numbers_exit_2_before_any_run(flags, needle, workdir, capsys) -> None:
+    args = ["baseline", "--model", "resnet32", "--dataset", "synthetic", "--epochs", "1", "--device", "cpu", *flags]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    lines = [line for line in err.splitlines() if line.startswith("ssnas: error:")]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
+    _assert_no_run_left(workdir)

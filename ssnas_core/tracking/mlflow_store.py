@@ -37,6 +37,10 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     return Path("/" + path) if tracking_uri.startswith("sqlite:////") else Path(path)
 
 
+_URI_FORMS = ("use sqlite:///path/mlflow.db, postgresql+psycopg://user@host:5432/db or http(s)://host:port "
+              "(an MLflow server)")
+
+
 def check_reachable(tracking_uri: str) -> None:
     """Fail fast, with one clear line, when the tracking store cannot be used.
 
@@ -50,7 +54,13 @@ def check_reachable(tracking_uri: str) -> None:
     Raises:
         TrackingError: The store is unreachable or unusable.
     """
-    scheme = urlparse(tracking_uri).scheme.lower()
+    try:
+        scheme = urlparse(tracking_uri).scheme.lower()
+    except ValueError as exc:  # e.g. an unparsable port
+        raise TrackingError(f"tracking URI {redact(tracking_uri)!r} is malformed ({exc}); " + _URI_FORMS) from exc
+    if scheme not in ("http", "https", "sqlite") and not scheme.startswith("postgres"):
+        raise TrackingError(f"tracking URI {redact(tracking_uri)!r} is not supported (scheme {scheme or 'none'!r}); "
+                            + _URI_FORMS)
     if scheme in ("http", "https"):
         url = tracking_uri.rstrip("/") + "/health"
         try:
