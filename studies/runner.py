@@ -177,6 +177,10 @@ def _parent_run(ctx: StudyContext, study: optuna.Study, create: bool) -> str:
     found = study.user_attrs.get("mlflow_parent_run_id") or next(
         iter(_find_runs(ctx, {"ssnas.study": ctx.study, "ssnas.study_role": "parent"})), None)
     if found:
+        if create:  # a resumed study: its parent runs again until this process ends it
+            from mlflow import MlflowClient
+
+            MlflowClient(ctx.tracking_uri).update_run(str(found), status="RUNNING")
         return str(found)
     if not create:  # only `study run` creates the parent; a worker that came early waits for it
         deadline = time.time() + 120
@@ -245,20 +249,44 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
             study.set_user_attr("n_trials", n_trials)
         total = n_trials or int(study.user_attrs.get("n_trials", module.DEFAULT_TRIALS))
         finished = (TrialState.COMPLETE, TrialState.PRUNED)
-        if len(study.get_trials(deepcopy=False, states=finished)) < total:
-            # The study stops at `total` finished trials (the callback); failed ones (a diverged trial, a dead
-            # worker's) do not count, so a process may run up to twice the budget. A diverged trial (e.g. too
-            # high a learning rate) is a FAIL of that trial, not of the worker.
-            study.optimize(objective_for(ctx), n_trials=2 * total, timeout=timeout,
-                           catch=(TrackingError, DivergenceError),
-                           callbacks=[MaxTrialsCallback(total, states=finished)], gc_after_trial=True)
-            _retry_dead_workers_trials(ctx, study, 3 * heartbeat_s)
-        _summarize(ctx, study)
-        if create:
-            _register_best(ctx, study)
+        status, reason = "KILLED", "the study process stopped before the budget was reached"
+        try:
+            if len(study.get_trials(deepcopy=False, states=finished)) < total:
+                # The study stops at `total` finished trials (the callback); failed ones (a diverged trial, a
+                # dead worker's) do not count, so a process may run up to twice the budget. A diverged trial
+                # (e.g. too high a learning rate) is a FAIL of that trial, not of the worker.
+                study.optimize(objective_for(ctx), n_trials=2 * total, timeout=timeout,
+                               catch=(TrackingError, DivergenceError),
+                               callbacks=[MaxTrialsCallback(total, states=finished)], gc_after_trial=True)
+                _retry_dead_workers_trials(ctx, study, 3 * heartbeat_s)
+            _summarize(ctx, study)
+            if create:
+                _register_best(ctx, study)
+            done = len(study.get_trials(deepcopy=False, states=finished))
+            status, reason = ("FINISHED", f"{done} of {total} trials finished") if done >= total else \
+                ("KILLED", f"stopped with {done} of {total} trials finished (--timeout or failed trials); "
+                           "run `ssnas study run` again to continue")
+        except Exception as exc:
+            status, reason = "FAILED", " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise
+        finally:
+            if create and ctx.parent_run_id:  # only the study's creator ends its parent run
+                _end_parent(ctx, status, reason)
         return study
     finally:
         storage.engine.dispose()
+
+
+def _end_parent(ctx: StudyContext, status: str, reason: str) -> None:
+    """End the study's MLflow parent run with ``status`` and the reason as tag ``ssnas.end_reason``."""
+    from mlflow import MlflowClient
+
+    try:
+        client = MlflowClient(ctx.tracking_uri)
+        client.set_tag(ctx.parent_run_id, "ssnas.end_reason", reason)
+        client.set_terminated(ctx.parent_run_id, status)
+    except Exception as exc:  # noqa: BLE001 - the study's own outcome matters more than its parent's status
+        print(f"ssnas study: warning: could not end the parent run {ctx.parent_run_id}: {exc}", file=sys.stderr)
 
 
 def _retry_dead_workers_trials(ctx: StudyContext, study: optuna.Study, grace_s: float) -> None:

@@ -184,19 +184,33 @@ def test_a_diverged_trial_fails_without_stopping_the_worker(workdir, monkeypatch
     exp = client.get_experiment_by_name("ssnas-study-d")
     (failed,) = client.search_runs([exp.experiment_id], "tags.`ssnas.trial` = '0'")
     assert failed.info.status == "FAILED"
+    # the study's parent run ends with the study, and says why
+    (parent,) = client.search_runs([exp.experiment_id], "tags.`ssnas.study_role` = 'parent'")
+    assert parent.info.status == "FINISHED" and parent.data.tags["ssnas.end_reason"] == "2 of 2 trials finished"
+    # a timeout before the budget leaves it KILLED with the reason; resuming runs it again
+    assert main(["study", "run", "tune_finetune", "--storage", storage, "--study-name", "d", "--genotype", "g.json",
+                 *TRIAL, "--epochs", "1", "--n-trials", "4", "--pruner", "none", "--timeout", "0.001"]) == 0
+    parent = client.get_run(parent.info.run_id)
+    assert parent.info.status == "KILLED" and "of 4 trials finished" in parent.data.tags["ssnas.end_reason"]
 
 
-@pytest.mark.parametrize("case", ["bad url", "unreachable", "unknown study", "unknown kind"])
+@pytest.mark.parametrize("case", ["bad url", "unreachable", "unknown study", "unknown kind", "negative n-trials",
+                                  "quote in the study name"])
 def test_bad_storage_or_study_exits_2(case, pg, capsys) -> None:
     storage, _, _ = pg
-    cmd, name = "worker", "tune_finetune"
+    cmd, name, extra = "worker", "tune_finetune", []
+    if case == "negative n-trials":
+        cmd, extra = "run", ["--n-trials", "-1"]
+    elif case == "quote in the study name":
+        cmd, extra = "run", ["--study-name", "it's"]
     if case == "bad url":
         storage = "redis://nowhere"
     elif case == "unreachable":
         storage = "postgresql+psycopg://postgres@127.0.0.1:9/none"
     elif case == "unknown kind":
         cmd, name = "run", "tune_everything"
-    code = main(["study", cmd, name, "--storage", storage, "--study-name", "nope", "--genotype", "g.json", *TRIAL])
+    code = main(["study", cmd, name, "--storage", storage, "--study-name", "nope", "--genotype", "g.json", *TRIAL,
+                 *extra])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len([line for line in err if line.startswith("ssnas: error:")]) == 1, err

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,15 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
 
         raise ConfigError(f"studies need optuna ({err}): pip install -e '.[studies]'") from err
     from ssnas_core.data.dataset import safe_name
+    from ssnas_core.errors import ConfigError
 
+    if args.study_name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", args.study_name):
+        raise ConfigError(f"--study-name {args.study_name!r} is invalid: use up to 100 letters, digits, '.', '_' "
+                          "or '-' (it names an MLflow experiment, runs and folders)")
+    if args.n_trials is not None and args.n_trials < 1:
+        raise ConfigError(f"--n-trials {args.n_trials} is invalid: give the number of finished trials to reach (>= 1)")
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise ConfigError(f"--timeout {args.timeout} is invalid: give seconds > 0")
     cfg = with_overrides(RunConfig(), overrides)
     study = args.study_name or f"{args.name}-{safe_name(cfg.data.dataset)}"
     ctx = StudyContext(
