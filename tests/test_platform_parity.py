@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -50,22 +51,63 @@ def _interpolate(text: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{(\w+)(:-|:\?)?([^}]*)\}", sub, text).replace("\0", "$")
 
 
+def _entrypoint(svc: dict) -> list[str]:
+    """The ENTRYPOINT (exec form) of the image the service builds, [] when it has none."""
+    build = svc["build"]
+    context, dockerfile = (build, "Dockerfile") if isinstance(build, str) else \
+        (build.get("context", "."), build.get("dockerfile", "Dockerfile"))
+    for line in reversed((ROOT / context / dockerfile).read_text().splitlines()):
+        if line.startswith("ENTRYPOINT"):
+            return list(json.loads(line.split(None, 1)[1]))
+    return []
+
+
+def docker_argv(compose: dict, name: str, env: dict[str, str]) -> list[str]:
+    """The argv Docker runs for a service: the image's ENTRYPOINT + the service's command (a list as it is,
+    a string split as compose splits it), after compose's interpolation."""
+    svc = compose["services"][name]
+    command = svc["command"]
+    args = [_interpolate(c, env) for c in command] if isinstance(command, list) else \
+        shlex.split(_interpolate(command, env))
+    return _entrypoint(svc) + args
+
+
+def _localise(arg: str, port: int, cwd: Path) -> str:
+    """Container paths and ports -> this machine's (the compose hosts db and mlflow are this machine here)."""
+    arg = arg.replace("0.0.0.0", "127.0.0.1").replace("/mlartifacts", str(cwd / "mlartifacts"))
+    return arg.replace("--port 5000", f"--port {port}").replace("--port 8080", f"--port {port}")
+
+
 def _service(compose: dict, name: str, env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
     svc = compose["services"][name]
-    command = _interpolate(svc["command"], env)
-    args = shlex.split(command)
-    assert args[:2] == ["sh", "-c"], command
-    inner = args[2].replace("0.0.0.0", "127.0.0.1").replace("/mlartifacts", str(cwd / "mlartifacts"))
-    inner = inner.replace("--port 5000", f"--port {port}").replace("--port 8080", f"--port {port}")
+    argv = docker_argv(compose, name, env)
+    if argv[:2] == ["sh", "-c"]:
+        argv = ["sh", "-c", _localise(argv[2], port, cwd)]
+    else:
+        argv = [_localise(a, port, cwd) for a in argv]
+        if "--port" in argv:
+            argv[argv.index("--port") + 1] = str(port)
     declared = {k: _interpolate(str(v), env) for k, v in (svc.get("environment") or {}).items()}
-    assert "MLFLOW_BACKEND" in declared or name != "mlflow"  # the compose file wires the database in
-    # the compose hosts (db, mlflow) are this machine here: the test's own URLs replace them
-    svc_env = {**os.environ, **declared, **env}
+    svc_env = {**os.environ, **declared, **env}  # the test's database URLs replace the compose hosts'
     bin_dir = str(Path(sys.executable).parent)
     svc_env["PATH"] = bin_dir + os.pathsep + svc_env.get("PATH", "")
     svc_env["PYTHONPATH"] = str(ROOT)
-    return subprocess.Popen(["sh", "-c", inner], cwd=cwd, env=svc_env, start_new_session=True,
+    return subprocess.Popen(argv, cwd=cwd, env=svc_env, start_new_session=True,
                             stdout=open(cwd / f"{name}.log", "ab"), stderr=subprocess.STDOUT)
+
+
+def test_services_get_the_argv_docker_builds() -> None:
+    """The worker image's ENTRYPOINT is ssnas: its command must be ssnas's arguments (not `sh -c ...`), and no
+    service carries a database password on its command line."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    env = {"POSTGRES_USER": "ssnas", "POSTGRES_PASSWORD": "pw-on-argv?"}
+    worker = docker_argv(compose, "worker", env)
+    assert worker[:3] == ["ssnas", "study", "worker"] and "--study-name" in worker, worker
+    mlflow = docker_argv(compose, "mlflow", env)
+    assert mlflow[:2] == ["mlflow", "server"] and "--allowed-hosts" in mlflow
+    assert "mlflow:5000" in mlflow[mlflow.index("--allowed-hosts") + 1].split(",")
+    for name in ("worker", "mlflow"):
+        assert not any("pw-on-argv?" in a for a in docker_argv(compose, name, env)), name
 
 
 def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 180) -> None:
@@ -102,11 +144,20 @@ def test_compose_services_run_natively_and_keep_everything_across_a_restart(data
     env = {"POSTGRES_USER": "postgres", "POSTGRES_PASSWORD": "unused", "SSNAS_STUDY": "tune_finetune",
            "SSNAS_STUDY_NAME": "parity"}
     # the services reach the databases through these two variables (set by the compose x-db-urls anchor)
-    env_db = {**env, "MLFLOW_BACKEND": databases["mlflow"], "OPTUNA_STORAGE": databases["optuna"]}
+    env_db = {**env, "MLFLOW_BACKEND": databases["mlflow"], "MLFLOW_BACKEND_STORE_URI": databases["mlflow"],
+              "OPTUNA_STORAGE": databases["optuna"]}
     ml_port, dash_port = _free_port(), _free_port()
     mlflow = _service(compose, "mlflow", env_db, ml_port, tmp_path)
     _wait(f"http://127.0.0.1:{ml_port}/health", mlflow, tmp_path / "mlflow.log")
     uri = f"http://127.0.0.1:{ml_port}"
+    # the workers call the server by its compose name: it must accept that Host header (MLflow 3.17 answers
+    # 403 "Invalid Host header" otherwise), and still refuse others
+    api = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
+    with urllib.request.urlopen(urllib.request.Request(api, headers={"Host": "mlflow:5000"}), timeout=10) as ok:
+        assert ok.status == 200
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(urllib.request.Request(api, headers={"Host": "evil.example:5000"}), timeout=10)
+    assert refused.value.code == 403
     run_env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(ROOT)}
     env_db["MLFLOW_SQLALCHEMYSTORE_POOL_SIZE"] = "2"  # the server's pool: PostgreSQL allows 100 in all
 

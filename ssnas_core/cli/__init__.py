@@ -88,9 +88,10 @@ def _study_parser(sub: Any) -> None:
     for cmd, text in (("run", "create or resume a study and run trials"), ("worker", "join an existing study")):
         s = ssub.add_parser(cmd, help=text, description=text)
         s.add_argument("name", metavar="NAME", help="the study: tune_finetune, tune_search or compare_methods")
-        s.add_argument("--storage", default="sqlite:///ssnas-studies.db",
-                       help="Optuna storage URL (default: sqlite:///ssnas-studies.db; for many workers "
-                            "postgresql+psycopg://user@host:5432/db)")
+        s.add_argument("--storage", default=os.environ.get("OPTUNA_STORAGE") or "sqlite:///ssnas-studies.db",
+                       help="Optuna storage URL (default: $OPTUNA_STORAGE, else sqlite:///ssnas-studies.db; for "
+                            "many workers postgresql+psycopg://user@host:5432/db, best given in $OPTUNA_STORAGE "
+                            "so a password stays off the command line)")
         s.add_argument("--study-name", default="", help="name in the storage (default: NAME-<dataset>)")
         s.add_argument("--n-trials", type=int, default=None, help="finished trials the study should reach "
                        "(default: the study's budget)")
