@@ -112,3 +112,36 @@ def test_normed_head_and_post_hoc_offset_survive_the_round_trip(kind: str, tmp_p
     (tmp_path / "model_config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="logit_offset"):
         load_model(tmp_path)
+
+
+@pytest.mark.parametrize("case", ["weights outside the folder", "absolute weights path", "a billion classes",
+                                  "channels unlike the weights", "huge width", "malformed genotype",
+                                  "mean of the wrong length", "config not an object", "size field a string"])
+def test_a_malformed_config_is_refused_in_one_line_before_allocating(case: str, tmp_path: Path) -> None:
+    folder = tmp_path / "m"
+    write_portable(_trained_like(DerivedNetwork(GENOTYPE, 1, c=4, n_classes=3)), folder, INFO)
+    path = folder / "model_config.json"
+    config = json.loads(path.read_text())
+    (tmp_path / "outside.pt").write_bytes((folder / "weights.pt").read_bytes())
+    if case == "weights outside the folder":
+        config["weights"] = "../outside.pt"
+    elif case == "absolute weights path":
+        config["weights"] = str(tmp_path / "outside.pt")
+    elif case == "a billion classes":
+        config["n_classes"] = 10**9
+    elif case == "channels unlike the weights":
+        config["in_channels"], config["mean"], config["std"] = 3, [0.4] * 3, [0.2] * 3
+    elif case == "huge width":
+        config["architecture"]["width"] = 10**6
+    elif case == "malformed genotype":
+        config["architecture"]["genotype"] = {"normal": 3}
+    elif case == "mean of the wrong length":
+        config["mean"] = [0.1, 0.2]
+    elif case == "config not an object":
+        config = [config]
+    elif case == "size field a string":
+        config["image_size"] = "28; rm -rf /"
+    path.write_text(json.dumps(config))
+    with pytest.raises(CheckpointError) as err:
+        load_model(folder)
+    assert "\n" not in str(err.value) and str(err.value)

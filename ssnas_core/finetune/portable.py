@@ -99,38 +99,81 @@ def _find_config(path: Path) -> Path:
     return found[0]
 
 
+def _bounded_int(config: dict[str, Any], key: str, low: int, high: int, where: Path) -> int:
+    value = config.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise CheckpointError(f"{where}: {key} must be a whole number from {low} to {high}, got {value!r}")
+    return value
+
+
+def _numbers(config: dict[str, Any], key: str, n: int, where: Path) -> list[float]:
+    value = config.get(key)
+    if not isinstance(value, list) or len(value) != n or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise CheckpointError(f"{where}: {key} must be a list of {n} numbers, got {value!r:.80}")
+    return [float(v) for v in value]
+
+
 def load_model(path: str | Path) -> ServingModel:
     """Rebuild a logged model from its ``model_config.json`` and ``weights.pt`` without unpickling; eval mode.
 
+    Nothing in the config is trusted: the weights file must lie in the config's own folder, and every size
+    (channels, classes, image size, width, cells) is bounded and checked against the weights' own tensor
+    shapes before the network is allocated.
+
     Raises:
-        CheckpointError: no config, a model logged without portable weights, a sha256 mismatch, or weights that
-            are not plain tensors or do not fit the architecture.
+        CheckpointError: no config, a model logged without portable weights, a sha256 mismatch, a malformed
+            or inconsistent config, or weights that are not plain tensors or do not fit the architecture.
     """
     config_path = _find_config(Path(path))
     try:
         config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{config_path} is not JSON ({err})") from err
-    if config.get("format") != FORMAT or "architecture" not in config:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{config_path} is not JSON ({first_line(err)})") from err
+    if not isinstance(config, dict) or config.get("format") != FORMAT or "architecture" not in config:
         raise CheckpointError(f"{config_path} has no portable weights (logged by an older ssnas): load it with "
                               "mlflow.pytorch.load_model only if you trust the registry, or fine-tune again")
-    weights = config_path.parent / config["weights"]
+    name = config.get("weights")
+    if not isinstance(name, str) or name in ("", ".", "..") or Path(name).name != name or "\\" in name:
+        raise CheckpointError(f"{config_path}: weights must name a file in the same folder, got {name!r}")
+    weights = config_path.parent / name
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing beside {config_path.name}: download the model again")
-    if sha256_file(weights) != config["weights_sha256"]:
+    if sha256_file(weights) != config.get("weights_sha256"):
         raise CheckpointError(f"{weights} does not match the sha256 in {config_path.name}: the file was altered "
                               "or truncated; download the model again")
-    net = build_network(config["architecture"], int(config["in_channels"]), int(config["n_classes"]),
-                        int(config["image_size"]))
-    offset = config.get("logit_offset")
-    if offset is not None and (not isinstance(offset, list) or len(offset) != int(config["n_classes"])
-                               or not all(isinstance(v, (int, float)) for v in offset)):
-        raise CheckpointError(f"{config_path}: logit_offset must be a list of {config['n_classes']} numbers")
-    model = ServingModel(net, config["mean"], config["std"], bool(config["multilabel"]), offset)
     try:
         state = torch.load(weights, map_location="cpu", weights_only=True)
+    except Exception as err:  # pickle refusals and corrupt files alike: one line, no traceback
+        raise CheckpointError(f"{weights} cannot be loaded as plain tensors ({first_line(err)})") from err
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{weights} is not a state dict of tensors")
+    c_in = _bounded_int(config, "in_channels", 1, 64, config_path)
+    n_classes = _bounded_int(config, "n_classes", 1, 100_000, config_path)
+    size = _bounded_int(config, "image_size", 8, 1024, config_path)
+    arch = config["architecture"]
+    if not isinstance(arch, dict):
+        raise CheckpointError(f"{config_path}: architecture must be an object, got {arch!r:.80}")
+    if arch.get("kind") == "derived":
+        _bounded_int(arch, "width", 1, 1024, config_path)
+        _bounded_int(arch, "cells", 1, 64, config_path)
+    heads = [v for k, v in state.items() if k.split(".")[-2:] in (["head", "weight"], ["fc", "weight"],
+                                                                   ["linear", "weight"]) and v.ndim == 2]
+    convs = [v for v in state.values() if v.ndim == 4]
+    if not heads or heads[-1].shape[0] != n_classes or not convs or convs[0].shape[1] != c_in:
+        raise CheckpointError(f"{config_path}: n_classes {n_classes} / in_channels {c_in} do not match the "
+                              "weights' own head and first convolution")
+    offset = config.get("logit_offset")
+    if offset is not None:
+        offset = _numbers(config, "logit_offset", n_classes, config_path)
+    mean, std = (_numbers(config, key, c_in, config_path) for key in ("mean", "std"))
+    try:
+        net = build_network(arch, c_in, n_classes, size)
+        model = ServingModel(net, mean, std, bool(config.get("multilabel")), offset)
         model.load_state_dict(state)
-    except Exception as err:  # pickle refusals and shape mismatches alike: one line, no traceback
-        raise CheckpointError(f"{weights} cannot be loaded as plain tensors for this architecture "
+    except CheckpointError:
+        raise
+    except Exception as err:  # a malformed genotype or head, shape mismatches: one line, no traceback
+        raise CheckpointError(f"{config_path}: the architecture cannot be rebuilt for these weights "
                               f"({first_line(err)})") from err
     return model.eval()
