@@ -111,3 +111,14 @@ def test_bad_fine_tune_numbers_exit_2_before_any_run(flags, needle, workdir, cap
     lines = [line for line in err.splitlines() if line.startswith("ssnas: error:")]
     assert len(lines) == 1 and needle in lines[0] and "Traceback" not in err, err
     _assert_no_run_left(workdir)
+
+
+def test_models_download_into_an_existing_file_or_a_foreign_folder_exits_2(workdir, capsys) -> None:
+    (workdir / "afile").write_text("keep me")
+    (workdir / "busy").mkdir()
+    (workdir / "busy" / "notes.txt").write_text("keep me too")
+    for out in ("afile", "busy"):
+        assert main(["models", "download", "ssnas-synthetic@champion", "--out", str(workdir / out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("ssnas: error: --out") and "Traceback" not in err[0], err
+    assert (workdir / "afile").read_text() == "keep me" and (workdir / "busy" / "notes.txt").exists()

@@ -12,6 +12,14 @@ def download(spec: str, out: str, uri: str = "") -> str:
     from ssnas_core.tracking.mlflow_registry import download_model
     from ssnas_core.tracking.mlflow_store import check_reachable, default_tracking_uri
 
+    from ssnas_core.errors import ConfigError
+
+    target = Path(out)
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"--out {out} is an existing file: give a folder (new or existing) to download into")
+    if target.is_dir() and any(target.iterdir()) and not (target / "version.json").exists():
+        raise ConfigError(f"--out {out} is a folder with other files in it: give a new or empty folder, or one an "
+                          "earlier download wrote")
     uri = uri or default_tracking_uri()
     check_reachable(uri)
     path, info = download_model(uri, spec, Path(out))
