@@ -9,10 +9,9 @@ from pathlib import Path
 
 def download(spec: str, out: str, uri: str = "") -> str:
     """Download a registered model (MLflow model dir with genotype.json, model_config.json, weights.pt) into ``out``."""
+    from ssnas_core.errors import ConfigError
     from ssnas_core.tracking.mlflow_registry import download_model
     from ssnas_core.tracking.mlflow_store import check_reachable, default_tracking_uri
-
-    from ssnas_core.errors import ConfigError
 
     target = Path(out)
     if target.exists() and not target.is_dir():
