@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ssnas_core import lease
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.cli.progress import progress_bar
 from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment
@@ -109,18 +110,31 @@ def _print_ui_hint(tracker: Tracker, run_id: str) -> None:
 def run_search(overrides: dict[str, Any], resume: str | None = None) -> str:
     """Run (or resume) a search; returns the run id. Raises ``SsnasError`` on bad input before any run opens."""
     cfg = resolve(with_overrides(RunConfig(), overrides))
-    state: dict[str, Any] | None = None
     if resume:
         run_dir = Path(cfg.tracking.work_dir) / resume
         if not (run_dir / "checkpoints" / LAST).exists() and cfg.tracking.enabled:
             from ssnas_core.cli.runs import fetch_checkpoint
 
-            fetch_checkpoint(cfg, resume, run_dir / "checkpoints")
-        state = load_checkpoint(run_dir / "checkpoints")
-        if "search.arch_betas" not in state["config"]:
-            raise ConfigError(f"run {resume} was made by an older ssnas (DARTS optimiser and 8 operations under "
-                              "the sigmoid relaxation) and cannot be resumed by this one: start a new search")
-        cfg = _resume_config(overrides, state)
+            fetch_checkpoint(cfg, resume, run_dir / "checkpoints")  # an unknown run fails here, leaving nothing
+        if not run_dir.is_dir():
+            return _resume(cfg, overrides, resume, run_dir)  # fails with the checkpoint's one-line error
+        lease.acquire(run_dir, resume)  # one process owns a run: refused while its owner lives
+        try:
+            return _resume(cfg, overrides, resume, run_dir)
+        finally:
+            lease.release(run_dir)
+    return _run(cfg, None, None)
+
+
+def _resume(cfg: RunConfig, overrides: dict[str, Any], resume: str, run_dir: Path) -> str:
+    state = load_checkpoint(run_dir / "checkpoints")
+    if "search.arch_betas" not in state["config"]:
+        raise ConfigError(f"run {resume} was made by an older ssnas (DARTS optimiser and 8 operations under "
+                          "the sigmoid relaxation) and cannot be resumed by this one: start a new search")
+    return _run(_resume_config(overrides, state), state, resume)
+
+
+def _run(cfg: RunConfig, state: dict[str, Any] | None, resume: str | None) -> str:
     setup = build_search(cfg)  # loads and validates the data: bad input fails here, before any run exists
     engine, dataset = setup.engine, setup.dataset
     if state is not None:
@@ -129,7 +143,14 @@ def run_search(overrides: dict[str, Any], resume: str | None = None) -> str:
     tags = {"ssnas.stage": "search", "ssnas.method": method_name(cfg), "ssnas.dataset": dataset.name,
             "ssnas.imbalance_factor": str(cfg.data.imbalance_factor), "ssnas.config_sha": config_sha(cfg)}
     tracker, run_id = open_tracker(cfg, experiment, tags, resume)
-    return _train(cfg, setup, tracker, run_id, state is not None)
+    run_dir = Path(cfg.tracking.work_dir) / run_id
+    owner = lease.acquire(run_dir, run_id)  # a new run's dir is new; a resumed one's lease is ours already
+    try:
+        tracker.set_tags({"ssnas.owner": owner})
+        return _train(cfg, setup, tracker, run_id, state is not None)
+    finally:
+        if resume is None:
+            lease.release(run_dir)
 
 
 def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: bool) -> str:
