@@ -28,6 +28,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
+from ssnas_core.cli.runs import owner_tag
 from ssnas_core.errors import ConfigError, DivergenceError, TrackingError, TrialStopped, first_line
 from studies import load_study_module
 
@@ -138,12 +139,14 @@ def _trial_run(ctx: StudyContext, trial: optuna.Trial, params: dict[str, Any]) -
     from ssnas_core.tracking.mlflow_adapter import MlflowTracker
 
     number = logical_number(trial)
-    tags = {"mlflow.parentRunId": ctx.parent_run_id or "", "ssnas.study": ctx.study, "ssnas.trial": str(number),
+    tags = {"mlflow.parentRunId": ctx.parent_run_id or "", "ssnas.owner": owner_tag(), "ssnas.study": ctx.study,
+            "ssnas.trial": str(number),
             "ssnas.stage": "study", "ssnas.study_kind": ctx.kind}
     existing = _find_runs(ctx, {"ssnas.study": ctx.study, "ssnas.trial": str(number)})
     if existing:
         tracker = MlflowTracker.resume(ctx.tracking_uri, existing[0])
-        tracker.set_tags({"ssnas.retries": str(len(retry_history(trial))), "ssnas.optuna_trial": str(trial.number)})
+        tracker.set_tags({"ssnas.retries": str(len(retry_history(trial))), "ssnas.optuna_trial": str(trial.number),
+                          "ssnas.owner": owner_tag()})
     else:
         tracker = MlflowTracker.start(ctx.tracking_uri, ctx.experiment, f"trial_{number}", tags)
         tracker.set_tags({"ssnas.optuna_trial": str(trial.number), "ssnas.retries": "0"})
@@ -193,7 +196,7 @@ def _parent_run(ctx: StudyContext, study: optuna.Study, create: bool) -> str:
         raise StudyError(f"study {ctx.study!r} has no MLflow parent run yet: start it with `ssnas study run`")
     tracker = MlflowTracker.start(ctx.tracking_uri, ctx.experiment, ctx.study,
                                   {"ssnas.stage": "study", "ssnas.study": ctx.study, "ssnas.study_role": "parent",
-                                   "ssnas.study_kind": ctx.kind})
+                                   "ssnas.study_kind": ctx.kind, "ssnas.owner": owner_tag()})
     tracker.log_params({"study.kind": ctx.kind, "study.storage": ctx.storage_url.split("@")[-1],
                         **{f"fixed.{k}": v for k, v in ctx.fixed.items()}})
     study.set_user_attr("mlflow_parent_run_id", tracker.run_id)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from mlflow import MlflowClient
 
+from ssnas_core.cli import main
 from ssnas_core.lease import OWNER, acquire, read_owner, release
 
 from .conftest import TINY
@@ -45,6 +46,18 @@ def test_two_resumes_at_once_one_owner_then_a_dead_owners_lease_is_taken_over(wo
     run_id = next(runs.glob("*/checkpoints/last.ckpt")).parts[-3]
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
+    # the killed search's run is left RUNNING: `ssnas runs reconcile` ends it (and only it)
+    client = MlflowClient(uri)
+    assert client.get_run(run_id).info.status == "RUNNING"
+    exp_id = client.get_run(run_id).info.experiment_id
+    mine = client.create_run(exp_id, tags={"ssnas.owner": f"{socket.gethostname()}:{os.getpid()}"}).info.run_id
+    remote = client.create_run(exp_id, tags={"ssnas.owner": "elsewhere:1"}).info.run_id
+    assert main(["runs", "reconcile", "--tracking-uri", uri, "--dry-run"]) == 0
+    assert client.get_run(run_id).info.status == "RUNNING"
+    assert main(["runs", "reconcile", "--tracking-uri", uri]) == 0
+    killed = client.get_run(run_id)
+    assert killed.info.status == "KILLED" and "had exited" in killed.data.tags["ssnas.end_reason"]
+    assert client.get_run(mine).info.status == "RUNNING" and client.get_run(remote).info.status == "RUNNING"
     # two resumes at once: one owns the run, the other is refused with one line naming host and pid
     a = _ssnas(workdir, "search", "--resume", run_id, "--device", "cpu")
     _wait_for(runs / run_id / OWNER, a)

@@ -145,6 +145,20 @@ def _models_parser(sub: Any) -> None:
                    "sqlite:///./mlflow.db)")
 
 
+def _runs_parser(sub: Any) -> None:
+    p = sub.add_parser("runs", help="maintenance of MLflow runs")
+    rsub = p.add_subparsers(dest="runs_command", required=True, metavar="SUBCOMMAND")
+    r = rsub.add_parser("reconcile", help="mark runs left RUNNING by a dead process as KILLED",
+                        description="A run records its owner (host:pid) in tag ssnas.owner. A RUNNING run whose owner "
+                                    "on this host is gone (killed, crashed, machine restarted) is marked KILLED with "
+                                    "the reason in ssnas.end_reason; a search so ended resumes with --resume. Runs "
+                                    "owned on other hosts are listed and left alone.")
+    r.add_argument("--experiment", default="", help="only this experiment (default: all)")
+    r.add_argument("--dry-run", action="store_true", help="list what would change, change nothing")
+    r.add_argument("--tracking-uri", default="", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else "
+                   "sqlite:///./mlflow.db)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ssnas", description="Self-supervised neural architecture search on imbalanced image datasets.")
@@ -157,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     _study_parser(sub)
     _platform_parser(sub)
     _models_parser(sub)
+    _runs_parser(sub)
     return parser
 
 
@@ -223,6 +238,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"MLflow: {info['mlflow']}  (backend {info['mlflow_backend']})\n"
                   f"optuna-dashboard: {info['dashboard']}  (storage {info['optuna_storage']})\n"
                   f"healthy after {info['seconds']} s; export MLFLOW_TRACKING_URI={info['mlflow']}")
+            return 0
+        if args.command == "runs":
+            from ssnas_core.cli.reconcile_cmd import reconcile
+            from ssnas_core.tracking.mlflow_store import default_tracking_uri
+
+            rows = reconcile(args.tracking_uri or default_tracking_uri(), args.experiment, args.dry_run)
+            print(f"{sum(r['action'].startswith('KILLED') for r in rows)} run(s) marked KILLED"
+                  + (" (dry run: none changed)" if args.dry_run else "") + f", {len(rows)} RUNNING found")
             return 0
         if args.command == "models":
             from ssnas_core.cli.models_cmd import download

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +40,13 @@ def open_tracker(cfg: RunConfig, experiment: str, tags: dict[str, str], resume: 
         tracker = MlflowTracker.resume(uri, resume)
     else:
         tracker = MlflowTracker.start(uri, experiment, None, tags)
+    tracker.set_tags({"ssnas.owner": owner_tag()})  # `ssnas runs reconcile` ends it if this process dies
     return tracker, tracker.run_id
+
+
+def owner_tag() -> str:
+    """``host:pid`` of this process, the owner of the runs it opens."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def fetch_checkpoint(cfg: RunConfig, run_id: str, dst: Path) -> None:
