@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import urllib.error
 import urllib.request
@@ -86,18 +87,42 @@ def test_platform_up_serves_tracking_and_dashboard_and_keeps_data_across_restart
         main(["platform", "down", "--state", str(tmp_path / "st")])
 
 
+def _group_cmdlines(pgid: int) -> list[str]:
+    """Command lines of every process in the process group (a service and the workers it forks)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) == pgid:
+                out.append((stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
 def test_basic_auth_refuses_unauthenticated_requests(tmp_path, monkeypatch) -> None:
-    monkeypatch.setenv("SSNAS_ADMIN_PASSWORD", "s3cret-passphrase")
+    password = "s3cret %(x)s pass phrase"  # a %, spaces: any printable password works
+    monkeypatch.setenv("SSNAS_ADMIN_PASSWORD", password)
     ml = _free_port()
-    assert main(["platform", "up", "--state", str(tmp_path / "st"), "--mlflow-port", str(ml), "--dashboard-port",
+    state = tmp_path / "st"
+    assert main(["platform", "up", "--state", str(state), "--mlflow-port", str(ml), "--dashboard-port",
                  str(_free_port()), "--basic-auth"]) == 0
     try:
         url = f"http://127.0.0.1:{ml}/api/2.0/mlflow/experiments/search?max_results=1"
         assert _status(url) == 401
         assert _status(url, "admin:wrong") == 401
-        assert _status(url, "admin:s3cret-passphrase") == 200
+        assert _status(url, f"admin:{password}") == 200
+        # secrets: not in any file's content, not on any service's command line; state is this user's only
+        assert oct(state.stat().st_mode & 0o777) == "0o700"
+        for path in state.rglob("*"):
+            if path.is_file():
+                assert oct(path.stat().st_mode & 0o077) == "0o0", path
+                assert password.encode() not in path.read_bytes(), path
+        pids = json.loads((state / "pids.json").read_text())
+        for pid in pids.values():
+            lines = _group_cmdlines(pid)
+            assert lines and not any(password in line or "sqlite:///" in line for line in lines), lines
     finally:
-        main(["platform", "down", "--state", str(tmp_path / "st")])
+        main(["platform", "down", "--state", str(state)])
 
 
 def test_up_twice_is_refused_and_down_without_up_is_harmless(tmp_path, capsys) -> None:

@@ -75,7 +75,8 @@ def docker_argv(compose: dict, name: str, env: dict[str, str]) -> list[str]:
 def _localise(arg: str, port: int, cwd: Path) -> str:
     """Container paths and ports -> this machine's (the compose hosts db and mlflow are this machine here)."""
     arg = arg.replace("0.0.0.0", "127.0.0.1").replace("/mlartifacts", str(cwd / "mlartifacts"))
-    return arg.replace("--port 5000", f"--port {port}").replace("--port 8080", f"--port {port}")
+    arg = arg.replace("--port 5000", f"--port {port}").replace("--port 8080", f"--port {port}")
+    return arg.replace("port=8080", f"port={port}")
 
 
 def _service(compose: dict, name: str, env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
@@ -106,7 +107,7 @@ def test_services_get_the_argv_docker_builds() -> None:
     mlflow = docker_argv(compose, "mlflow", env)
     assert mlflow[:2] == ["mlflow", "server"] and "--allowed-hosts" in mlflow
     assert "mlflow:5000" in mlflow[mlflow.index("--allowed-hosts") + 1].split(",")
-    for name in ("worker", "mlflow"):
+    for name in ("worker", "mlflow", "dashboard"):
         assert not any("pw-on-argv?" in a for a in docker_argv(compose, name, env)), name
 
 

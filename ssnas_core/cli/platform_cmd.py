@@ -24,18 +24,29 @@ from ssnas_core.errors import SsnasError
 STATE = Path(".ssnas-platform")
 
 
-def service_commands(state: Path, mlflow_backend: str, optuna_storage: str, mlflow_port: int,
-                     dashboard_port: int, basic_auth: bool) -> dict[str, list[str]]:
-    """The same commands as the compose services ``mlflow`` and ``dashboard`` (bound to 127.0.0.1)."""
+def service_commands(state: Path, mlflow_port: int, dashboard_port: int, basic_auth: bool) -> dict[str, list[str]]:
+    """The same commands as the compose services ``mlflow`` and ``dashboard`` (bound to 127.0.0.1).
+
+    Neither carries a database URL: they read ``MLFLOW_BACKEND_STORE_URI`` and ``OPTUNA_STORAGE`` from
+    their environment (``service_env``), so a password in them is not visible in ``ps``.
+    """
     bin_dir = Path(sys.executable).parent
-    mlflow = [str(bin_dir / "mlflow"), "server", "--backend-store-uri", mlflow_backend, "--serve-artifacts",
+    mlflow = [str(bin_dir / "mlflow"), "server", "--serve-artifacts",
               "--artifacts-destination", str((state / "mlartifacts").resolve()), "--host", "127.0.0.1",
               "--port", str(mlflow_port), "--workers", "2"]
     if basic_auth:
         mlflow += ["--app-name", "basic-auth"]
-    dashboard = [str(bin_dir / "optuna-dashboard"), optuna_storage, "--host", "127.0.0.1",
-                 "--port", str(dashboard_port)]
+    dashboard = [sys.executable, "-c", "import os, optuna_dashboard; optuna_dashboard.run_server("
+                 f"os.environ['OPTUNA_STORAGE'], host='127.0.0.1', port={int(dashboard_port)})"]
     return {"mlflow": mlflow, "dashboard": dashboard}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file that is 0600 from its creation (never readable by others, not even briefly)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
 
 
 def _init_optuna_schema(storage: str) -> None:
@@ -62,36 +73,44 @@ def up(state: Path = STATE, mlflow_backend: str = "", optuna_storage: str = "", 
     """Start the services, wait until they answer; returns their URLs and the seconds it took."""
     if (state / "pids.json").exists():  # checked before anything is written
         raise SsnasError(f"a platform is already running from {state} (pids.json): run `ssnas platform down` first")
+    password = os.environ.get("SSNAS_ADMIN_PASSWORD", "")
+    if basic_auth and (len(password) < 12 or not password.isprintable()):
+        raise SsnasError("--basic-auth needs the admin password in $SSNAS_ADMIN_PASSWORD: at least 12 printable "
+                         "characters (any of them, % and spaces included)")
     state.mkdir(parents=True, exist_ok=True)
+    state.chmod(0o700)  # databases, logs and keys: this user's only
     mlflow_backend = mlflow_backend or f"sqlite:///{(state / 'mlflow.db').resolve()}"
     optuna_storage = optuna_storage or f"sqlite:///{(state / 'optuna.db').resolve()}"
+    env = {**os.environ, "MLFLOW_BACKEND_STORE_URI": mlflow_backend, "OPTUNA_STORAGE": optuna_storage}
     if basic_auth:
-        password = os.environ.get("SSNAS_ADMIN_PASSWORD", "")
-        if len(password) < 12:
-            raise SsnasError("--basic-auth needs the admin password in $SSNAS_ADMIN_PASSWORD, at least 12 characters")
-        (state / "basic_auth.ini").write_text(
-            "[mlflow]\ndefault_permission = READ\n"
-            f"database_uri = sqlite:///{(state / 'auth.db').resolve()}\n"
-            "admin_username = admin\nadmin_password = " + password +
-            "\nauthorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
-        (state / "basic_auth.ini").chmod(0o600)
-    _init_optuna_schema(optuna_storage)
-    env = {**os.environ, "MLFLOW_AUTH_CONFIG_PATH": str((state / "basic_auth.ini").resolve())}
-    if basic_auth and "MLFLOW_FLASK_SERVER_SECRET_KEY" not in env:  # CSRF key, kept across restarts
-        key = state / "flask_secret"
-        if not key.exists():
-            key.write_text(secrets.token_hex(32))
-            key.chmod(0o600)
-        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = key.read_text()
+        # no secret in the INI: MLflow 3.17 takes the admin's name and password from the environment
+        _write_private(state / "basic_auth.ini",
+                       "[mlflow]\ndefault_permission = READ\n"
+                       f"database_uri = sqlite:///{(state / 'auth.db').resolve()}\n"
+                       "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n")
+        env.update({"MLFLOW_AUTH_CONFIG_PATH": str((state / "basic_auth.ini").resolve()),
+                    "MLFLOW_AUTH_ADMIN_USERNAME": "admin", "MLFLOW_AUTH_ADMIN_PASSWORD": password})
+        if "MLFLOW_FLASK_SERVER_SECRET_KEY" not in env:  # CSRF key, kept across restarts
+            key = state / "flask_secret"
+            if not key.exists():
+                _write_private(key, secrets.token_hex(32))
+            env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = key.read_text()
+    old_umask = os.umask(0o077)  # the SQLite files this process and the services create: 0600
+    try:
+        _init_optuna_schema(optuna_storage)
+    finally:
+        os.umask(old_umask)
     start = time.time()
     pids, procs = {}, {}
     urls = {"mlflow": f"http://127.0.0.1:{mlflow_port}", "dashboard": f"http://127.0.0.1:{dashboard_port}"}
-    for name, cmd in service_commands(state, mlflow_backend, optuna_storage, mlflow_port, dashboard_port,
-                                      basic_auth).items():
-        log = open(state / f"{name}.log", "ab")
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    for name, cmd in service_commands(state, mlflow_port, dashboard_port, basic_auth).items():
+        log = os.fdopen(os.open(state / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                umask=0o077)
         pids[name], procs[name] = proc.pid, proc
-    (state / "pids.json").write_text(json.dumps(pids))
+    _write_private(state / "pids.json", json.dumps(pids))
+    for db in state.glob("*.db"):  # files an older ssnas created with the default umask
+        db.chmod(0o600)
     checks = {"mlflow": urls["mlflow"] + "/health", "dashboard": urls["dashboard"] + "/api/studies"}
     pending = dict(checks)
     while pending and time.time() - start < timeout:
