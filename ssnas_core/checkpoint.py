@@ -60,6 +60,10 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
             fh.write(MAGIC + hashlib.sha256(payload).hexdigest().encode() + payload)
             fh.flush()
             os.fsync(fh.fileno())
+    except OSError as err:  # e.g. ENOSPC: the last good checkpoint is untouched
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write a checkpoint in {folder} ({err.strerror or err}): the last good one "
+                              "is kept; free space or fix permissions, then --resume") from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

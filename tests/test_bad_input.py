@@ -37,6 +37,8 @@ CASES = {
     "tracking URI with a bad host": (["--tracking-uri", "http://[::1"], None, "malformed"),
     "NaN learning rate": (["--search.lr", "nan"], None, "finite"),
     "NaN lambda": (["--lambda-bt", "nan"], None, "finite"),
+    "work dir under a file": (["--work-dir", "{root}/afile/runs"], lambda root: (root / "afile").write_text("x"),
+                              "--work-dir"),
 }
 
 
@@ -122,3 +124,29 @@ def test_models_download_into_an_existing_file_or_a_foreign_folder_exits_2(workd
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("ssnas: error: --out") and "Traceback" not in err[0], err
     assert (workdir / "afile").read_text() == "keep me" and (workdir / "busy" / "notes.txt").exists()
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(workdir, capsys,
+                                                                                   monkeypatch) -> None:
+    import errno
+
+    import ssnas_core.checkpoint as checkpoint
+
+    real, calls = checkpoint.os.fsync, []
+
+    def fsync(fd: int) -> None:  # the second checkpoint's write finds the disk full
+        calls.append(fd)
+        if len(calls) == 3:  # (file, folder) for the first checkpoint, then the second one's file
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real(fd)
+
+    monkeypatch.setattr(checkpoint.os, "fsync", fsync)
+    assert main(["search", *TINY, "--epochs", "3"]) == 2
+    err = capsys.readouterr().err.strip()
+    lines = [line for line in err.splitlines() if line.startswith("ssnas: error:")]
+    assert len(lines) == 1 and "cannot write a checkpoint" in lines[0] and "No space left" in lines[0], err
+    assert "Traceback" not in err
+    (folder,) = list((workdir / "ssnas-runs").glob("*/checkpoints"))
+    assert [p.name for p in folder.iterdir()] == ["last.ckpt"]  # the first epoch's, no temporary file left
+    assert checkpoint.load_checkpoint(folder)["engine"]["epoch"] == 1
+    _assert_no_run_left(workdir)

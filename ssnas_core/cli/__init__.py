@@ -256,6 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SsnasError as err:
         print(f"ssnas: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full, permissions, a vanished folder: one line, not a traceback
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"ssnas: error: {err.strerror or err}{where}: free space or fix permissions; an interrupted search "
+              "continues with --resume", file=sys.stderr)
+        return 2
     except DivergenceError as err:
         print(f"ssnas: run failed: {err}", file=sys.stderr)
         return 1

@@ -31,6 +31,7 @@ def resolve_experiment(cfg: RunConfig, dataset_name: str) -> str:
 def open_tracker(cfg: RunConfig, experiment: str, tags: dict[str, str], resume: str | None) -> tuple[Tracker, str]:
     """Start a new MLflow run, or reopen ``resume``; with tracking off, a NullTracker and a fresh (or the
     resumed) id. Returns the tracker and the run id."""
+    check_work_dir(Path(cfg.tracking.work_dir))  # before any run opens
     if not cfg.tracking.enabled:
         return NullTracker(), resume or uuid.uuid4().hex
     from ssnas_core.tracking.mlflow_adapter import MlflowTracker
@@ -42,6 +43,23 @@ def open_tracker(cfg: RunConfig, experiment: str, tags: dict[str, str], resume: 
         tracker = MlflowTracker.start(uri, experiment, None, tags)
     tracker.set_tags({"ssnas.owner": owner_tag()})  # `ssnas runs reconcile` ends it if this process dies
     return tracker, tracker.run_id
+
+
+def check_work_dir(folder: Path) -> None:
+    """``--work-dir`` must be a folder this process can create files in.
+
+    Raises:
+        ConfigError: it cannot be created, is not a folder, or is not writable.
+    """
+    from ssnas_core.errors import ConfigError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--work-dir {folder} cannot be created ({err.strerror or err}): give a writable "
+                          "folder") from err
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"--work-dir {folder} is not a writable folder: give a writable folder")
 
 
 def owner_tag() -> str:
