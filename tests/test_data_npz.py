@@ -214,3 +214,21 @@ def test_md5_mismatch_only_warns(tmp_path: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_npz_dataset(str(path), "binary-class", CLASSES, expected_md5=file_md5(str(path)), strict_md5=True)
+
+
+def test_an_unreadable_file_says_so_not_truncated(tmp_path: Path, monkeypatch) -> None:
+    import builtins
+
+    path = _save(tmp_path / "locked.npz")
+    real_open = builtins.open
+
+    def guarded(file, *args, **kwargs):  # what a chmod 000 file does to a non-root user
+        if str(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", guarded)
+    with pytest.raises(DatasetFormatError) as info:
+        load_npz_dataset(str(path), "binary-class", CLASSES)
+    message = str(info.value)
+    assert "cannot be read (Permission denied)" in message and "truncated" not in message and "\n" not in message

@@ -213,3 +213,23 @@ def test_import_does_not_load_mlflow() -> None:
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root)
     assert result.stdout.strip() == "False"
+
+
+def test_processes_starting_together_on_a_new_sqlite_store_all_succeed(tmp_path: Path) -> None:
+    """Two first searches on a new mlflow.db raced MLflow's schema creation; one failed with a traceback."""
+    import subprocess
+    import sys
+
+    uri = f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}"
+    (tmp_path / "new").mkdir()
+    code = ("import sys; from ssnas_core.tracking.mlflow_adapter import MlflowTracker\n"
+            "t = MlflowTracker.start(sys.argv[1], 'race', None, {}); t.end('FINISHED')\n")
+    root = Path(__file__).resolve().parents[1]
+    procs = [subprocess.Popen([sys.executable, "-c", code, uri], stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "PYTHONPATH": str(root)}) for _ in range(4)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    from mlflow import MlflowClient
+
+    exp = MlflowClient(uri).get_experiment_by_name("race")
+    assert len(MlflowClient(uri).search_runs([exp.experiment_id])) == 4

@@ -69,6 +69,12 @@ def _read_arrays(path: str, required: Sequence[str], optional: Sequence[str]) ->
     if not os.path.isfile(path):
         raise DatasetNotFoundError(f"{path}: file not found; check the path or the data root")
     n_bytes = os.path.getsize(path)
+    try:  # zipfile.is_zipfile answers False on an unreadable file too, which read as "truncated"
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise DatasetFormatError(f"{path}: read check: the file cannot be read ({exc.strerror or exc}); fix its "
+                                 "permissions (e.g. chmod a+r) or copy it somewhere readable") from exc
     if not zipfile.is_zipfile(path):
         raise DatasetFormatError(
             f"{path}: zip check: found {n_bytes} bytes without a zip end-of-archive record, expected an .npz "

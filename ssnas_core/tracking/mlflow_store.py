@@ -41,6 +41,17 @@ _URI_FORMS = ("use sqlite:///path/mlflow.db, postgresql+psycopg://user@host:5432
               "(an MLflow server)")
 
 
+def _create_sqlite_schema_once(tracking_uri: str, db: Path) -> None:
+    """Create (or migrate) a SQLite store's schema under a file lock, so processes starting together on a new
+    ``mlflow.db`` do not race MLflow's table creation (one of them failed with "table already exists")."""
+    import fcntl
+
+    with open(db.with_name(f".{db.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with store_errors("schema creation", tracking_uri):
+            client_for(tracking_uri).search_experiments(max_results=1)
+
+
 def check_reachable(tracking_uri: str) -> None:
     """Fail fast, with one clear line, when the tracking store cannot be used.
 
@@ -83,6 +94,7 @@ def check_reachable(tracking_uri: str) -> None:
         target = db if db.exists() else folder
         if not os.access(target, os.W_OK):
             raise TrackingError(f"tracking store {tracking_uri}: {target} is not writable; fix its permissions")
+        _create_sqlite_schema_once(tracking_uri, db)
     elif scheme.startswith("postgres"):
         import sqlalchemy
 
