@@ -54,6 +54,7 @@ def test_finetune_run_fulfils_the_contract(searched) -> None:
     tags = run.data.tags
     assert tags["ssnas.stage"] == "finetune" and tags["ssnas.method"] == "fairdarts-bt"
     assert tags["ssnas.search_run_id"] == search_id and tags["ssnas.dataset"] == "synthetic"
+    assert run.info.run_name == "finetune-fairdarts-bt-focal-la-synthetic-rho1-s0" and tags["ssnas.device"] == "cpu"
     assert int(tags["ssnas.inherited"].split()[0]) > 0
     # how far its search got, from the search's search_summary.json
     summary = json.loads((work / "ssnas-runs" / search_id / "artifacts" / "search_summary.json").read_text())

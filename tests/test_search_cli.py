@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 from mlflow import MlflowClient
 
@@ -32,6 +34,13 @@ def test_one_epoch_search_fulfils_the_mlflow_contract(workdir, capsys) -> None:
     tags = run.data.tags
     assert tags["ssnas.stage"] == "search" and tags["ssnas.method"] == "fairdarts-bt"
     assert tags["ssnas.dataset"] == "synthetic" and tags["ssnas.imbalance_factor"] == "1.0"
+    # readable at a glance: a run name, MLflow's own context tags, versions and the device actually used
+    assert run.info.run_name == "search-fairdarts-bt-synthetic-rho1-s0"
+    assert tags["mlflow.user"] and tags["mlflow.source.name"] and tags["mlflow.source.type"] == "LOCAL"
+    import torch
+
+    assert tags["ssnas.torch_version"] == torch.__version__ and tags["ssnas.device"] == "cpu"
+    assert tags["ssnas.owner"].endswith(f":{os.getpid()}")
     assert set(flatten(RunConfig(), sections=SEARCH_SECTIONS)) == set(run.data.params)
     assert run.data.params["search.width"] == "4"
 

@@ -16,7 +16,7 @@ import torch
 
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.cli.progress import progress_bar
-from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment, tracking_uri
+from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment, run_name, tracking_uri
 from ssnas_core.cli.search_cmd import unconverged_warning
 from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, shareable, with_overrides
 from ssnas_core.errors import ConfigError
@@ -262,7 +262,9 @@ def run_finetune(overrides: dict[str, Any], search_run: str | None = None, genot
             "ssnas.imbalance_factor": str(cfg.data.imbalance_factor), "ssnas.search_run_id": search_run or "",
             "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
     tags.update({k: params[k] for k in SEARCH_KEYS if k in params})
-    tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
+    tags["ssnas.device"] = str(setup.device)
+    tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None,
+                                   run_name("finetune", f"{method}-{cfg.finetune.loss}", cfg, dataset.name))
     return _finetune_run(cfg, setup, genotype, tracker, run_id).run_id
 
 
@@ -285,7 +287,9 @@ def run_baseline(overrides: dict[str, Any], model_name: str) -> str:
     tags = {"ssnas.stage": "baseline", "ssnas.method": f"{model_name}-{cfg.finetune.loss}",
             "ssnas.dataset": dataset.name, "ssnas.imbalance_factor": str(cfg.data.imbalance_factor),
             "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
-    tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None)
+    tags["ssnas.device"] = str(setup.device)
+    tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None,
+                                   run_name("baseline", f"{model_name}-{cfg.finetune.loss}", cfg, dataset.name))
     return _finetune_run(cfg, setup, None, tracker, run_id).run_id
 
 

@@ -28,7 +28,15 @@ def resolve_experiment(cfg: RunConfig, dataset_name: str) -> str:
     return cfg.tracking.experiment or f"ssnas-{safe_name(dataset_name)}"
 
 
-def open_tracker(cfg: RunConfig, experiment: str, tags: dict[str, str], resume: str | None) -> tuple[Tracker, str]:
+def run_name(stage: str, method: str, cfg: RunConfig, dataset_name: str) -> str:
+    """``<stage>-<method>-<dataset>-rho<factor>-s<seed>``, e.g. ``finetune-fairdarts-bt-ce-pneumoniamnist-rho10-s0``."""
+    from ssnas_core.data.dataset import safe_name
+
+    return f"{stage}-{method}-{safe_name(dataset_name)}-rho{cfg.data.imbalance_factor:g}-s{cfg.seed}"
+
+
+def open_tracker(cfg: RunConfig, experiment: str, tags: dict[str, str], resume: str | None,
+                 name: str | None = None) -> tuple[Tracker, str]:
     """Start a new MLflow run, or reopen ``resume``; with tracking off, a NullTracker and a fresh (or the
     resumed) id. Returns the tracker and the run id."""
     check_work_dir(Path(cfg.tracking.work_dir))  # before any run opens
@@ -40,7 +48,7 @@ def open_tracker(cfg: RunConfig, experiment: str, tags: dict[str, str], resume: 
     if resume:
         tracker = MlflowTracker.resume(uri, resume)
     else:
-        tracker = MlflowTracker.start(uri, experiment, None, tags)
+        tracker = MlflowTracker.start(uri, experiment, name, tags)
     tracker.set_tags({"ssnas.owner": owner_tag()})  # `ssnas runs reconcile` ends it if this process dies
     return tracker, tracker.run_id
 

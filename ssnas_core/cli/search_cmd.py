@@ -11,7 +11,7 @@ from typing import Any
 from ssnas_core import lease
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.cli.progress import progress_bar
-from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment
+from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment, run_name
 from ssnas_core.config import (
     RUNTIME_KEYS,
     SEARCH_SECTIONS,
@@ -142,7 +142,9 @@ def _run(cfg: RunConfig, state: dict[str, Any] | None, resume: str | None) -> st
     experiment = resolve_experiment(cfg, dataset.name)
     tags = {"ssnas.stage": "search", "ssnas.method": method_name(cfg), "ssnas.dataset": dataset.name,
             "ssnas.imbalance_factor": str(cfg.data.imbalance_factor), "ssnas.config_sha": config_sha(cfg)}
-    tracker, run_id = open_tracker(cfg, experiment, tags, resume)
+    tags["ssnas.device"] = str(setup.device)  # the device actually used, not "auto"
+    tracker, run_id = open_tracker(cfg, experiment, tags, resume,
+                                   run_name("search", method_name(cfg), cfg, dataset.name))
     run_dir = Path(cfg.tracking.work_dir) / run_id
     owner = lease.acquire(run_dir, run_id)  # a new run's dir is new; a resumed one's lease is ours already
     try:

@@ -32,6 +32,23 @@ _MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 _BAD_KEY_CHARS = re.compile(r"[^/\w.\- :]")  # mlflow.utils.validation (non-Windows)
 
 
+def context_tags(tags: Mapping[str, str]) -> dict[str, str]:
+    """``tags`` with MLflow's standard context (source name and type, git commit when run from a checkout,
+    user), resolved by MLflow's own context providers as its fluent API does, and the software versions."""
+    import torch
+    from mlflow.tracking.context.registry import resolve_tags
+
+    from ssnas_core import __version__
+
+    versions = {"ssnas.version": __version__, "ssnas.torch_version": torch.__version__,
+                "ssnas.cuda_version": torch.version.cuda or "none"}
+    try:
+        resolved = resolve_tags({**versions, **{k: str(v) for k, v in tags.items()}})
+    except Exception:  # noqa: BLE001 - context is a nicety; a provider's failure must not stop a run
+        resolved = {**versions, **tags}
+    return {k: str(v) for k, v in resolved.items()}
+
+
 def metric_key(name: str) -> str:
     """Make ``name`` a valid MLflow metric key: ``"->"`` becomes ``"-"``, others ``"_"``.
 
@@ -124,7 +141,7 @@ class MlflowTracker:
         client = client_for(tracking_uri)
         with store_errors("run creation", tracking_uri):
             experiment_id = _ensure_experiment(client, tracking_uri, experiment)
-            run = client.create_run(experiment_id, tags={k: str(v) for k, v in tags.items()}, run_name=run_name)
+            run = client.create_run(experiment_id, tags=context_tags(tags), run_name=run_name)
         return cls(client, run.info.run_id, experiment_id, tracking_uri)
 
     @classmethod
