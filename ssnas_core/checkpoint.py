@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ssnas_core.errors import CheckpointError
+from ssnas_core.errors import CheckpointError, first_line
 
 MAGIC = b"SSNASCK1"
 SCHEMA_VERSION = 1
@@ -95,7 +95,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         state: dict[str, Any] = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for bad payloads
-        raise CheckpointError(f"checkpoint {path} cannot be unpickled safely: {err}") from err
+        raise CheckpointError(f"checkpoint {path} cannot be unpickled safely: {first_line(err)}") from err
     if state.get("schema_version") != SCHEMA_VERSION:
         raise CheckpointError(f"checkpoint {path} has schema {state.get('schema_version')}, "
                               f"this ssnas reads schema {SCHEMA_VERSION}")

@@ -232,3 +232,20 @@ def test_a_genotype_file_carries_its_search_settings_and_summary(searched, tmp_p
     assert run.data.tags["ssnas.fallback_nodes"] == str(sum(summary["fallback_nodes"].values()))
     assert run.data.tags["ssnas.search_epochs"] == "1"
     assert run.data.tags["ssnas.inherited"].startswith("0 of")  # no weights given
+
+
+def test_weights_torch_refuses_give_one_line_not_torchs_message(searched, tmp_path, capsys, monkeypatch) -> None:
+    """torch's weights_only refusal is several lines long; the user gets one."""
+    import pickle
+
+    work, uri, search_id, _ = searched
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    (tmp_path / "w.pt").write_bytes(pickle.dumps({"head.weight": object()}))
+    genotype = work / "ssnas-runs" / search_id / "artifacts" / "genotype.json"
+    capsys.readouterr()
+    assert main(["finetune", "--genotype", str(genotype), "--weights", str(tmp_path / "w.pt"), "--dataset",
+                 "synthetic", *FT]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    at = [i for i, line in enumerate(err) if line.startswith("ssnas: error:")]
+    assert len(at) == 1 and at[0] == len(err) - 1 and "cannot be loaded as a state dict" in err[-1], err

@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         parser.error(f"unknown command {args.command}")
     except SsnasError as err:
-        print(f"ssnas: error: {err}", file=sys.stderr)
+        print(f"ssnas: error: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever it embeds
         return 2
     except OSError as err:  # disk full, permissions, a vanished folder: one line, not a traceback
         where = f" ({err.filename})" if err.filename else ""

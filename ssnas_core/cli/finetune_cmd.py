@@ -19,7 +19,7 @@ from ssnas_core.cli.progress import progress_bar
 from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment, run_name, tracking_uri
 from ssnas_core.cli.search_cmd import unconverged_warning
 from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, shareable, with_overrides
-from ssnas_core.errors import ConfigError
+from ssnas_core.errors import ConfigError, first_line
 from ssnas_core.evaluation.metrics import MULTILABEL, classification_metrics
 from ssnas_core.finetune.losses import class_prior
 from ssnas_core.finetune.portable import write_portable
@@ -71,7 +71,7 @@ def _load_weights(path: Path | None) -> dict[str, torch.Tensor] | None:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ConfigError(f"--weights {path} cannot be loaded as a state dict ({err})") from err
+        raise ConfigError(f"--weights {path} cannot be loaded as a state dict ({first_line(err)})") from err
     return {k.removeprefix("supernet."): v for k, v in state.items()}
 
 
