@@ -215,6 +215,10 @@ def objective_for(ctx: StudyContext) -> Callable[[optuna.Trial], float]:
             raise optuna.TrialPruned(str(stop)) from stop
         run.tracker.log_metrics({"trial/value": value}, step=0)
         run.tracker.set_tags({"ssnas.trial_state": "COMPLETE"})
+        if not sys.stderr.isatty():  # a log file or a container: one line per trial
+            print(f"ssnas study: {ctx.study}: trial {run.number} value {value:.4f} with "
+                  + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()),
+                  file=sys.stderr, flush=True)
         return value
 
     return objective
@@ -232,6 +236,9 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
             study = optuna.create_study(study_name=ctx.study, storage=storage, pruner=make_pruner(pruner),
                                         direction=module.DIRECTION, load_if_exists=True)
             study.set_user_attr("kind", ctx.kind)
+            # the dashboard's name for the objective: every study here maximises the fine-tune's val metric
+            metric = str(ctx.fixed.get("finetune.val_metric", "auto"))
+            study.set_metric_names([f"val {metric if metric != 'auto' else 'balanced_acc (auc if multi-label)'}"])
             study.set_user_attr("context", _context_attrs(ctx))
             reference = getattr(module, "reference", None)
             if reference is not None and not study.trials:  # a new study: its first trial is the untuned setting

@@ -163,7 +163,7 @@ def test_a_resumed_study_continues_its_numbering(pg) -> None:
     assert study.trials[1].params != study.trials[2].params  # the resumed sampler does not replay its draws
 
 
-def test_a_diverged_trial_fails_without_stopping_the_worker(workdir, monkeypatch) -> None:
+def test_a_diverged_trial_fails_without_stopping_the_worker(workdir, monkeypatch, capsys) -> None:
     import studies.tune_finetune as tune
 
     real = tune.run_trial
@@ -180,6 +180,9 @@ def test_a_diverged_trial_fails_without_stopping_the_worker(workdir, monkeypatch
                  *TRIAL, "--epochs", "1", "--n-trials", "2", "--pruner", "none"]) == 0
     study = optuna.load_study(study_name="d", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert study.metric_names == ["val balanced_acc (auc if multi-label)"]  # what optuna-dashboard shows
+    err = capsys.readouterr().err  # not a terminal: one line per finished trial
+    assert len(re.findall(r"ssnas study: d: trial \d+ value \d\.\d{4} with ", err)) == 2, err[-2000:]
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     exp = client.get_experiment_by_name("ssnas-study-d")
     (failed,) = client.search_runs([exp.experiment_id], "tags.`ssnas.trial` = '0'")
