@@ -72,7 +72,8 @@ def test_finetune_run_fulfils_the_contract(searched) -> None:
     assert {k for k in m if k.startswith("test/error/")} == {"test/error/class_0", "test/error/class_1"}
     assert [x.step for x in client.get_metric_history(run_id, "train/loss")] == [0, 1]
     files = {a.path for a in client.list_artifacts(run_id, "test")}
-    assert {"test/per_class.csv", "test/predictions.csv", "test/confusion_matrix.png"} <= files
+    assert {"test/per_class.csv", "test/predictions.csv", "test/confusion_matrix.png", "test/per_class_error.png"} \
+        <= files
     assert any(f.startswith("test/synthetic_test_[AUC]") for f in files)
     assert "model/MLmodel" in {a.path for a in client.list_artifacts(run_id, "model")}
     version = client.get_model_version_by_alias("ssnas-synthetic", "champion")

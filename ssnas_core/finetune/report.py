@@ -56,4 +56,7 @@ def write_outputs(folder: Path, flag: str, size: int, split: str, y_true: np.nda
         cm = confusion_matrix(np.asarray(y_true).ravel(), pred, len(class_names))
         written.append(viz.plot_confusion_matrix(cm, class_names, f"{flag} {split} confusion matrix",
                                                  folder / "confusion_matrix.png"))
+        errors = np.array([[metrics.get(f"error/{i}", np.nan) for i in range(len(class_names))]])
+        written.append(viz.plot_per_class_error([run_id[:8]], list(class_names), errors,
+                                                f"{flag} {split}: error per class", folder / "per_class_error.png"))
     return written
