@@ -41,6 +41,9 @@ def test_one_epoch_search_fulfils_the_mlflow_contract(workdir, capsys) -> None:
 
     assert tags["ssnas.torch_version"] == torch.__version__ and tags["ssnas.device"] == "cpu"
     assert tags["ssnas.owner"].endswith(f":{os.getpid()}")
+    # alpha heatmaps as images with a step (the UI's image slider): one per cell and epoch
+    images = [a.path for a in client.list_artifacts(run_id, "images")]
+    assert len([p for p in images if "alphas_normal" in p and p.endswith(".png")]) == 2, images
     assert set(flatten(RunConfig(), sections=SEARCH_SECTIONS)) == set(run.data.params)
     assert run.data.params["search.width"] == "4"
 

@@ -98,9 +98,13 @@ class SearchArtifacts:
             for cell, genes in (("normal", report.genotype.normal), ("reduce", report.genotype.reduce)):
                 written.append(viz.plot_cell(genes, self.n_nodes, f"{cell} cell, epoch {report.epoch}",
                                              self._path(f"genotypes/epoch_{report.epoch:03d}_{cell}.png")))
-                written.append(viz.plot_alpha_heatmap(
+                heatmap = viz.plot_alpha_heatmap(
                     report.arch_weights[cell], self.primitives, edge_labels(self.n_nodes),
-                    f"{cell} cell relaxed weights, epoch {report.epoch}", self._path(f"alphas/{cell}.png")))
+                    f"{cell} cell relaxed weights, epoch {report.epoch}", self._path(f"alphas/{cell}.png"))
+                written.append(heatmap)
+                log_image = getattr(self.tracker, "log_image", None)
+                if log_image is not None:  # with a step: the UI's image slider walks through the epochs
+                    log_image(heatmap, f"alphas_{cell}", report.epoch)
             if final or report.epoch % TRAJECTORY_PLOT_EVERY == 0:
                 written.append(viz.plot_alpha_trajectory(rows, self._path("alphas/trajectory.png")))
         for path in written:

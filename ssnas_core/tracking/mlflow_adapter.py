@@ -226,6 +226,13 @@ class MlflowTracker:
             else:
                 self._client.log_artifact(self.run_id, str(local_path), artifact_path)
 
+    def log_image(self, path: str | Path, key: str, step: int) -> None:
+        """Log the PNG at ``path`` as image ``key`` at ``step`` (shown with a step slider in the MLflow UI)."""
+        from PIL import Image
+
+        with store_errors(f"log_image({key})", self.tracking_uri), Image.open(path) as image:
+            self._client.log_image(self.run_id, image.convert("RGB"), key=key, step=step, synchronous=True)
+
     def download_artifact(self, artifact_path: str, dst_dir: str | Path) -> Path | None:
         """Download ``artifact_path`` into ``dst_dir``; None when the run lacks it."""
         return _download(self._client, self.tracking_uri, self.run_id, artifact_path, dst_dir)
