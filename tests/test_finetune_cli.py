@@ -78,6 +78,13 @@ def test_finetune_run_fulfils_the_contract(searched) -> None:
     assert "model/MLmodel" in {a.path for a in client.list_artifacts(run_id, "model")}
     version = client.get_model_version_by_alias("ssnas-synthetic", "champion")
     assert version.run_id == run_id
+    # the registry says what a version is: description and tags, and which file the sha256 is of
+    assert "fairdarts-bt fine-tuned with focal-la on synthetic" in version.description
+    assert version.tags["ssnas.search_run_id"] == search_id and version.tags["ssnas.genotype"].startswith("normal:")
+    assert "champion" in client.get_registered_model("ssnas-synthetic").description
+    hashed = tags["ssnas.model_sha256_file"]
+    listed = {a.path for a in client.list_artifacts(run_id, hashed.rsplit("/", 1)[0])}
+    assert hashed.startswith("model/") and hashed in listed
 
 
 def test_champion_alias_moves_only_on_improvement(searched) -> None:

@@ -371,7 +371,24 @@ def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: st
     if not register:
         return
     name = f"ssnas-{setup.dataset.slug}"
-    version, champion = register_model(tracking_uri(cfg), name, run_id, f"val/{metric}", float(value))
+    from ssnas_core.tracking.mlflow_adapter import get_run_info
+
+    run_tags = get_run_info(tracking_uri(cfg), run_id)["tags"]
+    method = run_tags.get("ssnas.method", "?")
+    info = {"ssnas.dataset": ds.name, "ssnas.method": method, "ssnas.loss": cfg.finetune.loss,
+            "ssnas.imbalance_factor": f"{cfg.data.imbalance_factor:g}",
+            "ssnas.genotype": Genotype.from_json((run_dir / "genotype.json").read_text()).describe(),
+            "ssnas.search_run_id": run_tags.get("ssnas.search_run_id", ""),
+            "ssnas.fallback_nodes": run_tags.get(FALLBACK_KEY, "?")}
+    version, champion = register_model(
+        tracking_uri(cfg), name, run_id, f"val/{metric}", float(value),
+        description=(f"{method} fine-tuned with {cfg.finetune.loss} on {ds.name} (imbalance factor "
+                     f"{cfg.data.imbalance_factor:g}, seed {cfg.seed}): val {metric} {value:.4f}. Load without "
+                     "unpickling: ssnas_core.finetune.portable.load_model(<download folder>)."),
+        tags=info,
+        model_description=(f"Architectures searched by ssnas and fine-tuned on {ds.name}; the alias 'champion' "
+                           "is the version with the best val metric. Input: float32 pixels 0-255 (B, C, H, W); "
+                           "output: probabilities (B, K)."))
     tracker.set_tags({"ssnas.registered_model": f"{name}/{version}", "ssnas.champion": str(champion)})
     print(f"ssnas finetune: registered {name} version {version}" + (" (new champion)" if champion else ""),
           file=sys.stderr)

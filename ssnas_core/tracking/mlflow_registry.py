@@ -45,17 +45,22 @@ def log_pytorch_model(tracking_uri: str, run_id: str, model: Any, input_example:
                                   extra_files=[str(p) for p in extra_files], pip_requirements=requirements)
         weights = next(local.rglob("model.pth"), None) or max(local.rglob("*"), key=lambda p: p.stat().st_size)
         sha = sha256_file(weights)
+        hashed = f"model/{weights.relative_to(local).as_posix()}"
         client.log_artifacts(run_id, str(local), "model")
         listed = {f.path for f in client.list_artifacts(run_id, "model")}
     if "model/MLmodel" not in listed:
         raise TrackingError(f"model upload for run {run_id} is incomplete (no model/MLmodel); not registering it")
     client.set_tag(run_id, "ssnas.model_sha256", sha)
+    client.set_tag(run_id, "ssnas.model_sha256_file", hashed)  # which artifact the hash is of
     return sha
 
 
 def register_model(tracking_uri: str, name: str, run_id: str, metric: str, value: float,
-                   higher_is_better: bool = True, timeout_s: float = 300) -> tuple[str, bool]:
+                   higher_is_better: bool = True, timeout_s: float = 300, description: str = "",
+                   tags: dict[str, str] | None = None, model_description: str = "") -> tuple[str, bool]:
     """Register the run's ``model`` artifact as a new version of ``name``; move ``champion`` on improvement.
+
+    ``description`` and ``tags`` go on the version, ``model_description`` on the registered model.
 
     Returns:
         ``(version, became_champion)``.
@@ -65,12 +70,14 @@ def register_model(tracking_uri: str, name: str, run_id: str, metric: str, value
     client = client_for(tracking_uri)
     with store_errors(f"registration of {name}", tracking_uri):
         try:
-            client.create_registered_model(name)
+            client.create_registered_model(name, description=model_description or None)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
         version = client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id,
-                                              tags={"ssnas.val_metric": metric, "ssnas.val_value": repr(value)})
+                                              tags={**(tags or {}), "ssnas.val_metric": metric,
+                                                    "ssnas.val_value": repr(value)},
+                                              description=description or None)
         deadline = time.time() + timeout_s
         while version.status == "PENDING_REGISTRATION" and time.time() < deadline:
             time.sleep(0.5)
