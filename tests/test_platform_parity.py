@@ -79,6 +79,23 @@ def _localise(arg: str, port: int, cwd: Path) -> str:
     return arg.replace("port=8080", f"port={port}")
 
 
+_STARTED: list[subprocess.Popen[bytes]] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_leftovers():
+    """A failing test must not leave a server running (it would hold a port and a database)."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait(timeout=30)
+
+
 def _service(compose: dict, name: str, env: dict[str, str], port: int, cwd: Path) -> subprocess.Popen[bytes]:
     svc = compose["services"][name]
     argv = docker_argv(compose, name, env)
@@ -93,8 +110,10 @@ def _service(compose: dict, name: str, env: dict[str, str], port: int, cwd: Path
     bin_dir = str(Path(sys.executable).parent)
     svc_env["PATH"] = bin_dir + os.pathsep + svc_env.get("PATH", "")
     svc_env["PYTHONPATH"] = str(ROOT)
-    return subprocess.Popen(argv, cwd=cwd, env=svc_env, start_new_session=True,
+    proc = subprocess.Popen(argv, cwd=cwd, env=svc_env, start_new_session=True,
                             stdout=open(cwd / f"{name}.log", "ab"), stderr=subprocess.STDOUT)
+    _STARTED.append(proc)
+    return proc
 
 
 def test_services_get_the_argv_docker_builds() -> None:
