@@ -150,3 +150,44 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoi
     assert [p.name for p in folder.iterdir()] == ["last.ckpt"]  # the first epoch's, no temporary file left
     assert checkpoint.load_checkpoint(folder)["engine"]["epoch"] == 1
     _assert_no_run_left(workdir)
+
+
+GENO = '{"normal": [["sep_conv_3x3", 0, 2], ["skip_connect", 1, 2]], "reduce": [["max_pool_3x3", 0, 2], ' \
+       '["skip_connect", 1, 2]], "n_nodes": 1}'
+# Every command's bad input from the reliability campaign (issue 13): exit 2, one line, no traceback, no run left
+# RUNNING. {root} is a scratch folder holding g.json (a genotype) and afile (a plain file).
+TABLE = {
+    "search: negative seed": ["search", *TINY, "--seed", "-1"],
+    "search: huge seed": ["search", *TINY, "--seed", "99999999999999999999"],
+    "search: malformed tracking URI": ["search", *TINY, "--tracking-uri", "http//::bad"],
+    "search: unsupported tracking URI": ["search", *TINY, "--tracking-uri", "mysql://x"],
+    "search: NaN learning rate": ["search", *TINY, "--search.lr", "nan"],
+    "search: work dir under a file": ["search", *TINY, "--work-dir", "{root}/afile/runs"],
+    "finetune: NaN tau": ["finetune", "--genotype", "{root}/g.json", "--dataset", "synthetic", "--tau", "nan"],
+    "finetune: bad post-hoc tau": ["finetune", "--genotype", "{root}/g.json", "--dataset", "synthetic",
+                                   "--tau-posthoc", "often"],
+    "baseline: infinite gamma": ["baseline", "--model", "resnet32", "--dataset", "synthetic", "--gamma", "inf"],
+    "baseline: negative seed": ["baseline", "--model", "resnet32", "--dataset", "synthetic", "--seed", "-2"],
+    "study: negative n-trials": ["study", "run", "tune_finetune", "--genotype", "{root}/g.json", "--dataset",
+                                 "synthetic", "--n-trials", "-1"],
+    "study: quote in the name": ["study", "run", "tune_finetune", "--genotype", "{root}/g.json", "--dataset",
+                                 "synthetic", "--study-name", "it's"],
+    "study: zero timeout": ["study", "run", "tune_finetune", "--genotype", "{root}/g.json", "--dataset",
+                            "synthetic", "--timeout", "0"],
+    "models: --out is a file": ["models", "download", "ssnas-synthetic@champion", "--out", "{root}/afile"],
+    "report: malformed runs file": ["report", "--experiment", "x", "--runs-file", "{root}/afile"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TABLE))
+def test_every_command_refuses_bad_input_in_one_line(name, workdir, capsys) -> None:
+    root = workdir / "scratch"
+    root.mkdir()
+    (root / "g.json").write_text(GENO)
+    (root / "afile").write_text("not json, not a folder\n")
+    assert main([a.format(root=root) for a in TABLE[name]]) == 2
+    err = capsys.readouterr().err.strip()
+    lines = err.splitlines()
+    errors = [line for line in lines if line.startswith("ssnas: error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in err, err
+    _assert_no_run_left(workdir)
