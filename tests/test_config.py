@@ -47,3 +47,23 @@ def test_every_field_has_help() -> None:
                  "--width", "--cells", "--nodes", "--relaxation", "--ssl", "--lambda-bt", "--w01", "--seed",
                  "--device", "--experiment", "--tracking-uri", "--resume"]:
         assert flag in text
+
+
+def test_a_config_file_sets_options_and_the_command_line_wins(workdir, capsys) -> None:
+    from mlflow import MlflowClient
+
+    from ssnas_core.cli import main
+
+    (workdir / "search.yaml").write_text("data.dataset: synthetic\ndata.limit-train: 64\nsearch:\n  batch_size: 8\n"
+                                         "  width: 4\n  projector: 32-32\n  epochs: 5\ndevice: cpu\nseed: 3\n")
+    assert main(["search", "--config", str(workdir / "search.yaml"), "--epochs", "1"]) == 0
+    run_id = capsys.readouterr().out.strip().splitlines()[-1]
+    params = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_run(run_id).data.params
+    assert params["search.width"] == "4" and params["seed"] == "3" and params["search.epochs"] == "1"
+    (workdir / "bad.toml").write_text("[search]\nepochs = 2\nwidht = 4\n")
+    assert main(["search", "--config", str(workdir / "bad.toml")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown option(s) ['search.widht']" in err[0]
+    (workdir / "broken.yaml").write_text("search: [unclosed\n")
+    assert main(["search", "--config", str(workdir / "broken.yaml")]) == 2
+    assert "is not valid YAML" in capsys.readouterr().err

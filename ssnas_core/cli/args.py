@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from ssnas_core.config import RunConfig
+from ssnas_core.config import RunConfig, flatten
 
 SHORT_FLAGS = {
     "data.dataset": "--dataset", "data.data_root": "--data-root", "data.imbalance_factor": "--imbalance-factor",
@@ -51,6 +51,9 @@ def add_config_flags(parser: argparse.ArgumentParser, sections: tuple[str, ...],
                 _add(group, f"{top.name}.{f.name}", f, getattr(value, f.name), short=top.name not in long_only)
         elif "" in sections:
             _add(parser, top.name, top, value)
+    parser.add_argument("--config", dest="config_file", default=None, metavar="FILE",
+                        help="a YAML or TOML file of options: keys are the dotted flags (search.epochs: 50, or "
+                             "[search] tables in TOML; dashes or underscores); flags on the command line win")
     if "tracking" in sections:
         parser.add_argument("--no-tracking", dest="tracking.enabled", action="store_false", default=argparse.SUPPRESS,
                             help="do not record the run in MLflow (checkpoints still go to the work dir)")
@@ -74,5 +77,50 @@ def _add(parser: Any, key: str, f: dataclasses.Field[Any], default: Any, short: 
 
 
 def given_overrides(ns: argparse.Namespace) -> dict[str, Any]:
-    """The config keys the user gave explicitly (dotted)."""
-    return {k: v for k, v in vars(ns).items() if "." in k or k in ("seed", "device")}
+    """The config keys the user gave explicitly (dotted): ``--config FILE`` first, the command line over it.
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or holds a key that is no option.
+    """
+    given = {k: v for k, v in vars(ns).items() if "." in k or k in ("seed", "device")}
+    path = getattr(ns, "config_file", None)
+    return {**load_config_file(path), **given} if path else given
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """A YAML (.yaml/.yml) or TOML (.toml) file as dotted option keys (nested tables flattened)."""
+    from ssnas_core.errors import ConfigError
+
+    try:
+        text = open(path, encoding="utf-8").read()
+    except OSError as err:
+        raise ConfigError(f"--config {path} cannot be read ({err.strerror or err})") from err
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+
+            data: Any = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as err:  # noqa: BLE001 - both parsers' errors: one line
+        raise ConfigError(f"--config {path} is not valid {'TOML' if path.endswith('.toml') else 'YAML'} "
+                          f"({' '.join(str(err).split())[:200]})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path} must map option names to values, e.g. 'search.epochs: 50'")
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            key = f"{prefix}{str(k).replace('-', '_')}"
+            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
+        return out
+
+    options = flat(data)
+    known = flatten(RunConfig())
+    unknown = sorted(k for k in options if k not in known)
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option(s) {unknown}; keys are the dotted flags, e.g. "
+                          "search.epochs, finetune.loss, data.dataset, seed")
+    return options
