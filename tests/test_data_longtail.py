@@ -92,7 +92,7 @@ def test_target_beyond_available() -> None:
 
 def test_empty_class_fails() -> None:
     labels = np.array([0, 0, 0, 2, 2, 2])
-    with pytest.raises(ConfigError, match="only 0 are available"):
+    with pytest.raises(ConfigError, match="class\\(es\\) 1 have no training images"):
         longtail_indices(labels, 1.5, seed=0)
 
 
@@ -135,3 +135,10 @@ def test_limit_indices_errors() -> None:
     with pytest.raises(ConfigError, match="and 12"):
         limit_indices(labels, 13, seed=0)
     assert len(limit_indices(np.ones((10, 4), np.int64), 5, seed=0)) == 5
+
+
+def test_a_class_without_training_images_is_named_not_counted_away() -> None:
+    """The last class empty in train used to read as 'needs at least 2 classes, found 1'."""
+    labels = np.array([0] * 30 + [1] * 10)
+    with pytest.raises(ConfigError, match="class\\(es\\) effusion have no training images"):
+        longtail_indices(labels, 10, seed=0, n_classes=3, class_names=("normal", "pneumonia", "effusion"))

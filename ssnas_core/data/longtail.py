@@ -99,6 +99,11 @@ def longtail_counts(
     n_classes = len(available)
     if n_classes < 2:
         raise ConfigError(f"imbalance factor {rho:g} needs at least 2 classes, found {n_classes}; use 1")
+    empty = [str(class_names[k]) if class_names is not None and k < len(class_names) else str(k)
+             for k in np.flatnonzero(available == 0).tolist()]
+    if empty:
+        raise ConfigError(f"class(es) {', '.join(empty)} have no training images before long-tailing: every "
+                          "class needs images; fix the dataset or use --imbalance-factor 1")
     order = np.argsort(-available, kind="stable")  # order[r] = class of rank r
     n_max = int(available[order[0]])
     targets = np.zeros(n_classes, dtype=np.int64)

@@ -57,7 +57,8 @@ def training_indices(dataset: ImageDataset, cfg: RunConfig) -> np.ndarray:
         if dataset.is_multilabel:
             raise ConfigError("--imbalance-factor applies to single-label datasets only; "
                               f"{dataset.name} is multi-label: leave it at 1")
-        idx = longtail_indices(labels, cfg.data.imbalance_factor, cfg.seed)
+        idx = longtail_indices(labels, cfg.data.imbalance_factor, cfg.seed, n_classes=dataset.n_classes,
+                               class_names=dataset.class_names)
     if cfg.data.limit_train:
         if cfg.data.limit_train > len(idx):
             raise ConfigError(f"--limit-train {cfg.data.limit_train} exceeds the {len(idx)} training images "
