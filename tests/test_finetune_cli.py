@@ -257,3 +257,26 @@ def test_weights_torch_refuses_give_one_line_not_torchs_message(searched, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     at = [i for i, line in enumerate(err) if line.startswith("ssnas: error:")]
     assert len(at) == 1 and at[0] == len(err) - 1 and "cannot be loaded as a state dict" in err[-1], err
+
+
+def test_runs_record_their_data_as_mlflow_dataset_inputs(searched) -> None:
+    """The Dataset column: train/val/test with digests and class counts (same data, same digest: test_lineage.py)."""
+    _, uri, search_id, run_id = searched
+    client = MlflowClient(uri)
+
+    def inputs(rid: str) -> dict[str, tuple[str, str, dict]]:
+        found = {}
+        for i in client.get_run(rid).inputs.dataset_inputs:
+            context = {t.key: t.value for t in i.tags}["mlflow.data.context"]
+            found[context] = (i.dataset.name, i.dataset.digest, json.loads(i.dataset.profile))
+        return found
+
+    ft, search = inputs(run_id), inputs(search_id)
+    assert set(ft) == {"train", "val", "test"} and set(search) == {"train"}
+    assert all(name == "synthetic" for name, _, _ in ft.values())
+    assert search["train"][2]["limit_train"] == search["train"][2]["num_images"] == 64  # TINY's --limit-train
+    assert search["train"][1] != ft["train"][1]  # the fine-tune trains on all the images: another digest
+    assert len({digest for _, digest, _ in ft.values()}) == 3
+    profile = ft["train"][2]
+    assert sum(profile["class_counts"].values()) == profile["num_images"] > 64
+    assert profile["imbalance_factor"] == 1.0 and profile["seed"] == 0

@@ -312,6 +312,7 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
     metric = val_metric_name(cfg, dataset.task)
     with ending(tracker) as outcome:
         tracker.log_params(shareable(flatten(cfg, sections=FINETUNE_SECTIONS)))
+        tracker.log_inputs(setup.inputs)
         n_params = count_parameters(engine.model)
         if genotype is not None:
             (run_dir / "genotype.json").write_text(genotype.to_json())

@@ -164,6 +164,7 @@ def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: b
     with ending(tracker) as outcome:
         if not resumed:
             tracker.log_params(flat)
+            tracker.log_inputs(setup.inputs)
             info = {"n_params_supernet": count_parameters(engine.supernet),
                     "n_params_supernet_with_head": count_parameters(engine.objective),
                     "device": str(setup.device),

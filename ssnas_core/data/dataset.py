@@ -98,6 +98,8 @@ class ImageDataset:
         train: the training split.
         val: the validation split, or None when the source has none (CIFAR).
         test: the test split.
+        source: where the data was read from (a file or folder path; ``synthetic:...`` for made data),
+            recorded with the run's dataset inputs; empty when unknown.
     """
 
     name: str
@@ -106,6 +108,7 @@ class ImageDataset:
     train: Split
     val: Split | None
     test: Split
+    source: str = ""
 
     @property
     def slug(self) -> str:

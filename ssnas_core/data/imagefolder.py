@@ -120,4 +120,5 @@ def load_imagefolder(root: str, size: int = 28) -> ImageDataset:
         train=result["train"],
         val=result.get("val"),
         test=result["test"],
+        source=os.path.abspath(root),
     )

@@ -261,4 +261,5 @@ def load_npz_dataset(
         train=result["train"],
         val=result.get("val"),
         test=result["test"],
+        source=os.path.abspath(path),
     )

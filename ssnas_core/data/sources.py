@@ -168,4 +168,5 @@ def load_cifar(name: str, root: str | None = None, size: int = 32, download: boo
         train=_cifar_split(train, size),
         val=None,
         test=_cifar_split(test, size),
+        source=os.path.abspath(expected),
     )

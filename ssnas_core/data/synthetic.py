@@ -116,6 +116,7 @@ def make_synthetic(
         train=splits["train"],
         val=splits.get("val"),
         test=splits["test"],
+        source=f"synthetic:seed={seed}",
     )
 
 

@@ -11,6 +11,7 @@ from torch import nn
 
 from ssnas_core.config import RunConfig
 from ssnas_core.data.dataset import ImageDataset
+from ssnas_core.data.lineage import DataInput, data_input
 from ssnas_core.data.registry import load_dataset
 from ssnas_core.data.splits import bilevel_split
 from ssnas_core.data.views import TwoViews
@@ -18,7 +19,7 @@ from ssnas_core.errors import ConfigError
 from ssnas_core.finetune.engine import FinetuneEngine, LabeledData
 from ssnas_core.finetune.losses import make_criterion, prepare_head
 from ssnas_core.search.engine import use_channels_last
-from ssnas_core.search.setup import resolve_device, training_indices
+from ssnas_core.search.setup import chosen, resolve_device, training_indices
 from ssnas_core.search_space.genotype import Genotype
 from ssnas_core.search_space.network import DerivedNetwork
 
@@ -33,6 +34,7 @@ class FinetuneSetup:
     inherited: list[str]
     device: torch.device
     views: TwoViews
+    inputs: list[DataInput]  # train, val and test images used
 
 
 def load_data(cfg: RunConfig) -> ImageDataset:
@@ -40,18 +42,24 @@ def load_data(cfg: RunConfig) -> ImageDataset:
                         download=cfg.data.download, strict_md5=cfg.data.strict_md5, seed=cfg.seed)
 
 
-def _splits(dataset: ImageDataset, cfg: RunConfig, device: torch.device) -> tuple[LabeledData, np.ndarray]:
+def _splits(dataset: ImageDataset, cfg: RunConfig, device: torch.device
+            ) -> tuple[LabeledData, np.ndarray, list[DataInput]]:
     idx = training_indices(dataset, cfg)
     x, y = dataset.train.images[idx], dataset.train.labels[idx]
+    how = chosen(cfg)
     if dataset.val is not None:
         xv, yv = dataset.val.images, dataset.val.labels
+        inputs = [data_input(dataset, "train", "train", idx, **how), data_input(dataset, "val", "val")]
     else:  # CIFAR has no val split: hold out a stratified 10% of the training images
         keep, held = bilevel_split(y.numpy() if y.ndim == 1 else y[:, 0].numpy(), cfg.seed, fraction=0.9)
         xv, yv = x[held], y[held]
         x, y = x[keep], y[keep]
+        inputs = [data_input(dataset, "train", "train", idx[keep], **how),
+                  data_input(dataset, "val", "train", idx[held], **how, held_out_from_train=0.1)]
+    inputs.append(data_input(dataset, "test", "test"))
     counts = y.sum(0).numpy() if dataset.is_multilabel else np.bincount(y.numpy(), minlength=dataset.n_classes)
     data = LabeledData(*(t.to(device) for t in (x, y, xv, yv, dataset.test.images, dataset.test.labels)))
-    return data, counts
+    return data, counts, inputs
 
 
 def build_derived(genotype: Genotype, dataset: ImageDataset, width: int, cells: int,
@@ -73,7 +81,7 @@ def check_head(state: Mapping[str, torch.Tensor], n_classes: int) -> None:
 def build_finetune(cfg: RunConfig, model: nn.Module, dataset: ImageDataset, inherited: list[str]) -> FinetuneSetup:
     """Put data and model on the device and build the engine (bad input raises ``SsnasError``)."""
     device = resolve_device(cfg.device)
-    data, counts = _splits(dataset, cfg, device)
+    data, counts, inputs = _splits(dataset, cfg, device)
     f = cfg.finetune
     criterion, adjust = make_criterion(f, counts, len(data.x_train), dataset.is_multilabel)
     model = prepare_head(model, f)
@@ -85,4 +93,4 @@ def build_finetune(cfg: RunConfig, model: nn.Module, dataset: ImageDataset, inhe
     views = TwoViews(dataset.size, dataset.n_channels, strength=f.aug_strength)
     engine = FinetuneEngine(f, model, criterion, adjust, views.one_view, views.normalize, data, dataset.is_multilabel,
                             cfg.seed)
-    return FinetuneSetup(engine, dataset, counts, inherited, device, views)
+    return FinetuneSetup(engine, dataset, counts, inherited, device, views, inputs)

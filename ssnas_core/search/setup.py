@@ -13,6 +13,7 @@ from torch import nn
 
 from ssnas_core.config import RunConfig, projector_sizes
 from ssnas_core.data.dataset import ImageDataset
+from ssnas_core.data.lineage import DataInput, data_input
 from ssnas_core.data.longtail import limit_indices, longtail_indices
 from ssnas_core.data.registry import load_dataset
 from ssnas_core.data.splits import bilevel_split
@@ -47,6 +48,7 @@ class SearchSetup:
     dataset: ImageDataset
     train_counts: list[int]  # per class (or per label) of the training images used
     device: torch.device
+    inputs: list[DataInput]  # the training images used (both halves of the bi-level split)
 
 
 def training_indices(dataset: ImageDataset, cfg: RunConfig) -> np.ndarray:
@@ -65,6 +67,11 @@ def training_indices(dataset: ImageDataset, cfg: RunConfig) -> np.ndarray:
                               "available: give a smaller number or 0 for all")
         idx = idx[limit_indices(labels[idx], cfg.data.limit_train, cfg.seed)]
     return np.sort(idx)
+
+
+def chosen(cfg: RunConfig) -> dict[str, object]:
+    """How the training images were chosen, for the dataset input's profile."""
+    return {"imbalance_factor": cfg.data.imbalance_factor, "limit_train": cfg.data.limit_train, "seed": cfg.seed}
 
 
 def build_search(cfg: RunConfig, dataset: ImageDataset | None = None) -> SearchSetup:
@@ -100,4 +107,4 @@ def build_search(cfg: RunConfig, dataset: ImageDataset | None = None) -> SearchS
     engine = SearchEngine(s, objective, views, data, cfg.seed)
     counts = np.bincount(labels.cpu().numpy(), minlength=dataset.n_classes).tolist() \
         if not dataset.is_multilabel else labels.sum(0).tolist()
-    return SearchSetup(engine, dataset, counts, device)
+    return SearchSetup(engine, dataset, counts, device, [data_input(dataset, "train", "train", idx, **chosen(cfg))])

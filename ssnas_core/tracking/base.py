@@ -10,7 +10,10 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Mapping, Protocol, Sequence, runtime_checkable
+
+if TYPE_CHECKING:
+    from ssnas_core.data.lineage import DataInput
 
 
 @runtime_checkable
@@ -36,6 +39,10 @@ class Tracker(Protocol):
 
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
 
+    def log_inputs(self, inputs: Sequence[DataInput]) -> None:
+        """The data the run trains and is evaluated on (MLflow: the run's dataset inputs)."""
+        ...
+
     def end(self, status: str = "FINISHED") -> None: ...
 
 
@@ -59,6 +66,9 @@ class NullTracker:
     def set_tags(self, tags: Mapping[str, str]) -> None:
         pass
 
+    def log_inputs(self, inputs: Sequence[DataInput]) -> None:
+        pass
+
     def end(self, status: str = "FINISHED") -> None:
         pass
 
@@ -72,6 +82,7 @@ class InMemoryTracker:
     metrics: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, Path] = field(default_factory=dict)
+    inputs: list[DataInput] = field(default_factory=list)
     status: str | None = None
     _dir: Path | None = None
 
@@ -98,6 +109,9 @@ class InMemoryTracker:
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
         self.tags.update(tags)
+
+    def log_inputs(self, inputs: Sequence[DataInput]) -> None:
+        self.inputs.extend(i for i in inputs if i not in self.inputs)
 
     def end(self, status: str = "FINISHED") -> None:
         self.status = status

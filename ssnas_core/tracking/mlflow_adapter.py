@@ -9,6 +9,7 @@ MLflow sees them, and metric steps already in the store are not sent twice.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
@@ -21,6 +22,8 @@ from ssnas_core.tracking.mlflow_store import check_reachable, client_for, one_li
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
+
+    from ssnas_core.data.lineage import DataInput
 
 END_STATUSES = ("FINISHED", "FAILED", "KILLED")
 _PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
@@ -245,6 +248,18 @@ class MlflowTracker:
         for i in range(0, len(items), _PARAMS_PER_BATCH):
             with store_errors("set_tags", self.tracking_uri):
                 self._client.log_batch(self.run_id, tags=items[i : i + _PARAMS_PER_BATCH])
+
+    def log_inputs(self, inputs: Sequence[DataInput]) -> None:
+        """Log each split as an MLflow dataset input (name, digest, local source, profile) with its context tag,
+        so the runs table's Dataset column shows it; MLflow keeps one record per dataset and context."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        records = [DatasetInput(Dataset(i.name, i.digest, "local", json.dumps({"uri": i.source}),
+                                        profile=json.dumps(dict(i.profile), sort_keys=True)),
+                                tags=[InputTag("mlflow.data.context", i.context)]) for i in inputs]
+        if records:
+            with store_errors("log_inputs", self.tracking_uri):
+                self._client.log_inputs(self.run_id, datasets=records)
 
     def end(self, status: str = "FINISHED") -> None:
         """Mark the run terminated with ``status``; later calls do nothing.
