@@ -37,5 +37,8 @@ def test_baseline_command_tracks_a_run_without_registering(workdir, capsys) -> N
     assert run.info.status == "FINISHED"
     assert run.data.tags["ssnas.stage"] == "baseline" and run.data.tags["ssnas.method"] == "resnet32-ldam-drw"
     assert "test/balanced_acc" in run.data.metrics and run.data.params["finetune.loss"] == "ldam-drw"
-    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run_id, "model")}
+    (output,) = run.outputs.model_outputs  # an MLflow 3 LoggedModel, listed under the run's Logged models
+    model = client.get_logged_model(output.model_id)
+    assert model.source_run_id == run_id and model.status == "READY" and model.tags["ssnas.loss"] == "ldam-drw"
+    assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(output.model_id)}
     assert client.search_registered_models() == []

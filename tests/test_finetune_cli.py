@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow.artifacts
 import pytest
 import torch
 from mlflow import MlflowClient
@@ -75,16 +76,23 @@ def test_finetune_run_fulfils_the_contract(searched) -> None:
     assert {"test/per_class.csv", "test/predictions.csv", "test/confusion_matrix.png", "test/per_class_error.png"} \
         <= files
     assert any(f.startswith("test/synthetic_test_[AUC]") for f in files)
-    assert "model/MLmodel" in {a.path for a in client.list_artifacts(run_id, "model")}
+    # an MLflow 3 LoggedModel (the run's Logged models, the experiment's Models tab), registered from models:/
+    (output,) = run.outputs.model_outputs
+    model = client.get_logged_model(output.model_id)
+    assert model.source_run_id == run_id and model.status == "READY" and model.name == "model"
+    assert model.tags["ssnas.search_run_id"] == search_id and model.tags["ssnas.genotype"].startswith("normal:")
+    assert {"MLmodel", "data"} <= {a.path for a in client.list_logged_model_artifacts(output.model_id)}
     version = client.get_model_version_by_alias("ssnas-synthetic", "champion")
     assert version.run_id == run_id
+    assert version.source == f"models:/{output.model_id}"
     # the registry says what a version is: description and tags, and which file the sha256 is of
     assert "fairdarts-bt fine-tuned with focal-la on synthetic" in version.description
     assert version.tags["ssnas.search_run_id"] == search_id and version.tags["ssnas.genotype"].startswith("normal:")
     assert "champion" in client.get_registered_model("ssnas-synthetic").description
-    hashed = tags["ssnas.model_sha256_file"]
-    listed = {a.path for a in client.list_artifacts(run_id, hashed.rsplit("/", 1)[0])}
-    assert hashed.startswith("model/") and hashed in listed
+    hashed = tags["ssnas.model_sha256_file"]  # models:/<id>/data/model.pt2: the torch.export program
+    assert hashed == f"models:/{output.model_id}/data/model.pt2" and model.tags["ssnas.model_sha256"] == tags[
+        "ssnas.model_sha256"]
+    assert "data/model.pt2" in {a.path for a in client.list_logged_model_artifacts(output.model_id, "data")}
 
 
 def test_champion_alias_moves_only_on_improvement(searched) -> None:
@@ -104,6 +112,8 @@ def test_downloaded_model_predicts_in_a_fresh_process(searched, tmp_path) -> Non
     logged = MlflowClient(uri).get_run(run_id).data.metrics["test/acc"]
     out = tmp_path / "dl"
     assert main(["models", "download", "ssnas-synthetic/1", "--out", str(out), "--tracking-uri", uri]) == 0
+    mlmodel = (out / "model" / "MLmodel").read_text()  # the LoggedModel's files, saved as a torch.export program
+    assert "model_id: m-" in mlmodel and (out / "model" / "data" / "model.pt2").exists()
     code = (
         "import sys, json, mlflow.pytorch, torch\n"
         "from ssnas_core.data.registry import load_dataset\n"
@@ -203,7 +213,8 @@ def test_post_hoc_tau_is_logged_saved_and_applied_by_the_downloaded_model(tau_po
     assert tau == 1.5 if tau_posthoc == "1.5" else -2.0 <= tau <= 2.0
     assert {"test_raw/acc", "test_raw/auc", "test_raw/balanced_acc", "test/balanced_acc"} <= set(m)
     out = tmp_path / "dl"
-    client.download_artifacts(run.info.run_id, "model", str(out))
+    mlflow.artifacts.download_artifacts(f"models:/{run.outputs.model_outputs[0].model_id}", dst_path=str(out),
+                                        tracking_uri=uri)
     config = json.loads(next(out.rglob("model_config.json")).read_text())
     offset = torch.tensor(config["logit_offset"])
     assert offset.shape == (2,) and (tau == 0 or bool(offset[0] > offset[1]) == (tau > 0))  # tau * log prior

@@ -136,8 +136,9 @@ def _models_parser(sub: Any) -> None:
                         description="Write the registered model into --out. Load it without unpickling with "
                                     "`ssnas_core.finetune.portable.load_model(OUT)` (architecture rebuilt from "
                                     "model_config.json, tensors read with torch.load(weights_only=True) after a "
-                                    "sha256 check), or with `mlflow.pytorch.load_model(OUT/model)`, which unpickles "
-                                    "and so runs code from the registry. Either maps float32 pixels (B, C, H, W) "
+                                    "sha256 check), or with `mlflow.pytorch.load_model(OUT/model)`, which loads the "
+                                    "torch.export program data/model.pt2 (checked free of pickle payloads; it "
+                                    "trusts torch's deserializer). Either maps float32 pixels (B, C, H, W) "
                                     "in 0-255 to probabilities (B, K).")
     d.add_argument("spec", metavar="NAME[@ALIAS]", help="e.g. ssnas-pneumoniamnist@champion, or NAME/VERSION")
     d.add_argument("--out", required=True, help="folder to write the model into")

@@ -368,25 +368,28 @@ def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: st
         "dataset": ds.name, "task": ds.task, "class_names": list(ds.class_names), "in_channels": ds.n_channels,
         "n_classes": ds.n_classes, "image_size": ds.size})
     extra = [run_dir / "genotype.json", *portable] if register else portable
-    log_pytorch_model(tracking_uri(cfg), run_id, serving, example, extra)
-    if not register:
-        return
-    name = f"ssnas-{setup.dataset.slug}"
     from ssnas_core.tracking.mlflow_adapter import get_run_info
 
     run_tags = get_run_info(tracking_uri(cfg), run_id)["tags"]
     method = run_tags.get("ssnas.method", "?")
     info = {"ssnas.dataset": ds.name, "ssnas.method": method, "ssnas.loss": cfg.finetune.loss,
-            "ssnas.imbalance_factor": f"{cfg.data.imbalance_factor:g}",
-            "ssnas.genotype": Genotype.from_json((run_dir / "genotype.json").read_text()).describe(),
-            "ssnas.search_run_id": run_tags.get("ssnas.search_run_id", ""),
-            "ssnas.fallback_nodes": run_tags.get(FALLBACK_KEY, "?")}
+            "ssnas.imbalance_factor": f"{cfg.data.imbalance_factor:g}", "ssnas.seed": str(cfg.seed),
+            f"ssnas.val_{metric}": f"{value:.6g}"}
+    if (run_dir / "genotype.json").exists():
+        info["ssnas.genotype"] = Genotype.from_json((run_dir / "genotype.json").read_text()).describe()
+        info["ssnas.search_run_id"] = run_tags.get("ssnas.search_run_id", "")
+        info["ssnas.fallback_nodes"] = run_tags.get(FALLBACK_KEY, "?")
+    logged = log_pytorch_model(tracking_uri(cfg), run_id, serving, example, extra, tags=info,
+                               step=cfg.finetune.epochs)
+    if not register:
+        return
+    name = f"ssnas-{setup.dataset.slug}"
     version, champion = register_model(
         tracking_uri(cfg), name, run_id, f"val/{metric}", float(value),
         description=(f"{method} fine-tuned with {cfg.finetune.loss} on {ds.name} (imbalance factor "
                      f"{cfg.data.imbalance_factor:g}, seed {cfg.seed}): val {metric} {value:.4f}. Load without "
                      "unpickling: ssnas_core.finetune.portable.load_model(<download folder>)."),
-        tags=info,
+        tags=info, model_id=logged.model_id,
         model_description=(f"Architectures searched by ssnas and fine-tuned on {ds.name}; the alias 'champion' "
                            "is the version with the best val metric. Input: float32 pixels 0-255 (B, C, H, W); "
                            "output: probabilities (B, K)."))

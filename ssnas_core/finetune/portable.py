@@ -1,7 +1,8 @@
 """A registered model that loads without unpickling: ``weights.pt`` (a state dict) and ``model_config.json``.
 
-``mlflow.pytorch.load_model`` unpickles the whole module, so it runs whatever
-code the pickle names. Beside it every logged model carries the architecture as
+``mlflow.pytorch.load_model`` loads the model's ``torch.export`` program (``data/model.pt2``, checked free of
+pickle payloads first): a graph of aten operations that trusts torch's deserializer, and a ``GraphModule`` rather
+than ssnas's classes. Beside it every logged model carries the architecture as
 JSON and the weights as plain tensors; ``load_model`` rebuilds the network from
 ssnas's own code and reads the tensors with ``torch.load(weights_only=True)``
 after checking their sha256, so a model from an untrusted registry can at worst
