@@ -381,3 +381,13 @@ def _register_best(ctx: StudyContext, study: optuna.Study) -> None:
     version, champion = register_model(ctx.tracking_uri, name, run_id, f"val/{metric}", float(best.value))
     print(f"ssnas study {ctx.study}: registered the best trial as {name} version {version}"
           + (" (new champion)" if champion else ""), file=sys.stderr)
+
+
+def best_so_far(study: str, storage_url: str) -> tuple[float | None, dict[str, Any], int]:
+    """The best finished trial's value and parameters (None, {} when none finished) and how many finished."""
+    loaded = optuna.load_study(study_name=study, storage=open_storage(storage_url))
+    done = [t for t in loaded.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if not done:
+        return None, {}, 0
+    best = loaded.best_trial
+    return best.value, dict(best.params), len(done)

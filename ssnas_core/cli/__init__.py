@@ -200,22 +200,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
-        if args.command == "search":
-            from ssnas_core.cli.search_cmd import run_search
+        if args.command in ("search", "finetune", "baseline"):  # the CLI is a thin layer over ssnas_core.api
+            from ssnas_core import api
 
-            run_id = run_search(given_overrides(args), resume=args.resume)
-            print(run_id)
-            return 0
-        if args.command == "finetune":
-            from ssnas_core.cli.finetune_cmd import run_finetune
-
-            print(run_finetune(given_overrides(args), args.search_run, args.genotype, args.weights, args.width,
-                               args.cells))
-            return 0
-        if args.command == "baseline":
-            from ssnas_core.cli.finetune_cmd import run_baseline
-
-            print(run_baseline(given_overrides(args), args.model))
+            given = given_overrides(args)
+            if args.command == "search":
+                print(api.search(given, resume=args.resume).run_id)
+            elif args.command == "finetune":
+                print(api.finetune(given, search_run=args.search_run, genotype=args.genotype, weights=args.weights,
+                                   width=args.width, cells=args.cells).run_id)
+            else:
+                print(api.baseline(args.model, given).run_id)
             return 0
         if args.command == "report":
             from ssnas_core.cli.report_cmd import run_report
@@ -225,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "study":
             from ssnas_core.cli.study_cmd import run
 
-            return run(args, given_overrides(args))
+            run(args, given_overrides(args))
+            return 0
         if args.command == "platform":
             from pathlib import Path
 

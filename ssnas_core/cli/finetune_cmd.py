@@ -251,8 +251,9 @@ def _named(metrics: dict[str, float], class_names: tuple[str, ...]) -> dict[str,
 
 
 def run_finetune(overrides: dict[str, Any], search_run: str | None = None, genotype_file: str | None = None,
-                 weights_file: str | None = None, width: int | None = None, cells: int | None = None) -> str:
-    """Fine-tune, evaluate on test, log and register; returns the run id."""
+                 weights_file: str | None = None, width: int | None = None, cells: int | None = None,
+                 tracker: Tracker | None = None) -> FinetuneResult:
+    """Fine-tune, evaluate on test, log and register (to MLflow, or to ``tracker`` when given)."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg, setup, genotype, params = prepare(overrides, search_run, genotype_file, weights_file, width, cells,
                                                Path(tmp))
@@ -263,9 +264,9 @@ def run_finetune(overrides: dict[str, Any], search_run: str | None = None, genot
             "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
     tags.update({k: params[k] for k in SEARCH_KEYS if k in params})
     tags["ssnas.device"] = str(setup.device)
-    tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None,
-                                   run_name("finetune", f"{method}-{cfg.finetune.loss}", cfg, dataset.name))
-    return _finetune_run(cfg, setup, genotype, tracker, run_id).run_id
+    opened, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None,
+                                  run_name("finetune", f"{method}-{cfg.finetune.loss}", cfg, dataset.name), tracker)
+    return _finetune_run(cfg, setup, genotype, opened, run_id)
 
 
 def _method_from_params(params: dict[str, str]) -> str:
@@ -276,8 +277,8 @@ def _method_from_params(params: dict[str, str]) -> str:
     return f"{relax}-{ssl}"
 
 
-def run_baseline(overrides: dict[str, Any], model_name: str) -> str:
-    """Train a baseline network on the fine-tune engine; returns the run id."""
+def run_baseline(overrides: dict[str, Any], model_name: str, tracker: Tracker | None = None) -> FinetuneResult:
+    """Train a baseline network on the fine-tune engine (tracked to MLflow, or to ``tracker`` when given)."""
     from ssnas_core.baselines.models import create_baseline
 
     cfg = with_overrides(RunConfig(), overrides)
@@ -288,9 +289,9 @@ def run_baseline(overrides: dict[str, Any], model_name: str) -> str:
             "ssnas.dataset": dataset.name, "ssnas.imbalance_factor": str(cfg.data.imbalance_factor),
             "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
     tags["ssnas.device"] = str(setup.device)
-    tracker, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None,
-                                   run_name("baseline", f"{model_name}-{cfg.finetune.loss}", cfg, dataset.name))
-    return _finetune_run(cfg, setup, None, tracker, run_id).run_id
+    opened, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None,
+                                  run_name("baseline", f"{model_name}-{cfg.finetune.loss}", cfg, dataset.name), tracker)
+    return _finetune_run(cfg, setup, None, opened, run_id)
 
 
 @dataclass
@@ -343,7 +344,7 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
                               dataset.class_names, setup.train_counts, test, run_id, tracker.wants_artifacts)
         for path in files:
             tracker.log_artifact(path, "test")
-        if cfg.tracking.enabled:
+        if cfg.tracking.enabled and getattr(tracker, "tracking_uri", None):  # an MLflow run: log the model
             _register(cfg, setup, tracker, run_id, run_dir, metric, val[metric],
                       register=register and genotype is not None)
         outcome.status = "FINISHED"

@@ -36,10 +36,14 @@ def run_name(stage: str, method: str, cfg: RunConfig, dataset_name: str) -> str:
 
 
 def open_tracker(cfg: RunConfig, experiment: str, tags: dict[str, str], resume: str | None,
-                 name: str | None = None) -> tuple[Tracker, str]:
+                 name: str | None = None, given: Tracker | None = None) -> tuple[Tracker, str]:
     """Start a new MLflow run, or reopen ``resume``; with tracking off, a NullTracker and a fresh (or the
-    resumed) id. Returns the tracker and the run id."""
+    resumed) id; with a ``given`` tracker (``ssnas_core.api``), that one, tagged, with its ``run_id`` if it has
+    one. Returns the tracker and the run id."""
     check_work_dir(Path(cfg.tracking.work_dir))  # before any run opens
+    if given is not None:
+        given.set_tags({**tags, "mlflow.runName": name or "", "ssnas.owner": owner_tag()})
+        return given, str(getattr(given, "run_id", None) or resume or uuid.uuid4().hex)
     if not cfg.tracking.enabled:
         return NullTracker(), resume or uuid.uuid4().hex
     from ssnas_core.tracking.mlflow_adapter import MlflowTracker

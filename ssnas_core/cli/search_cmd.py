@@ -107,8 +107,11 @@ def _print_ui_hint(tracker: Tracker, run_id: str) -> None:
               f"http://127.0.0.1:5000/{page}", file=sys.stderr)
 
 
-def run_search(overrides: dict[str, Any], resume: str | None = None) -> str:
-    """Run (or resume) a search; returns the run id. Raises ``SsnasError`` on bad input before any run opens."""
+def run_search(overrides: dict[str, Any], resume: str | None = None, tracker: Tracker | None = None) -> str:
+    """Run (or resume) a search; returns the run id. Raises ``SsnasError`` on bad input before any run opens.
+
+    ``tracker``: report to this tracker instead of opening an MLflow run (``ssnas_core.api``; not with resume).
+    """
     cfg = resolve(with_overrides(RunConfig(), overrides))
     if resume:
         run_dir = Path(cfg.tracking.work_dir) / resume
@@ -123,7 +126,7 @@ def run_search(overrides: dict[str, Any], resume: str | None = None) -> str:
             return _resume(cfg, overrides, resume, run_dir)
         finally:
             lease.release(run_dir)
-    return _run(cfg, None, None)
+    return _run(cfg, None, None, tracker)
 
 
 def _resume(cfg: RunConfig, overrides: dict[str, Any], resume: str, run_dir: Path) -> str:
@@ -134,7 +137,7 @@ def _resume(cfg: RunConfig, overrides: dict[str, Any], resume: str, run_dir: Pat
     return _run(_resume_config(overrides, state), state, resume)
 
 
-def _run(cfg: RunConfig, state: dict[str, Any] | None, resume: str | None) -> str:
+def _run(cfg: RunConfig, state: dict[str, Any] | None, resume: str | None, given: Tracker | None = None) -> str:
     setup = build_search(cfg)  # loads and validates the data: bad input fails here, before any run exists
     engine, dataset = setup.engine, setup.dataset
     if state is not None:
@@ -144,11 +147,10 @@ def _run(cfg: RunConfig, state: dict[str, Any] | None, resume: str | None) -> st
             "ssnas.imbalance_factor": str(cfg.data.imbalance_factor), "ssnas.config_sha": config_sha(cfg)}
     tags["ssnas.device"] = str(setup.device)  # the device actually used, not "auto"
     tracker, run_id = open_tracker(cfg, experiment, tags, resume,
-                                   run_name("search", method_name(cfg), cfg, dataset.name))
+                                   run_name("search", method_name(cfg), cfg, dataset.name), given)
     run_dir = Path(cfg.tracking.work_dir) / run_id
-    owner = lease.acquire(run_dir, run_id)  # a new run's dir is new; a resumed one's lease is ours already
+    lease.acquire(run_dir, run_id)  # a new run's dir is new; a resumed one's lease is ours already
     try:
-        tracker.set_tags({"ssnas.owner": owner})
         return _train(cfg, setup, tracker, run_id, state is not None)
     finally:
         if resume is None:

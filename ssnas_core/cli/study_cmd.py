@@ -12,8 +12,8 @@ from ssnas_core.cli.runs import tracking_uri
 from ssnas_core.config import RunConfig, with_overrides
 
 
-def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
-    """Create/resume (``run``) or join (``worker``) a study; returns the exit status."""
+def run(args: argparse.Namespace, overrides: dict[str, Any]) -> str:
+    """Create/resume (``run``) or join (``worker``) a study; returns the study's name."""
     try:
         from studies.runner import StudyContext, run_study
     except ImportError as err:  # optuna missing
@@ -43,4 +43,4 @@ def run(args: argparse.Namespace, overrides: dict[str, Any]) -> int:
     )
     run_study(ctx, create=args.study_command == "run", n_trials=args.n_trials, timeout=args.timeout,
               sampler=args.sampler, pruner=args.pruner, seed=cfg.seed, heartbeat_s=args.heartbeat)
-    return 0
+    return study
