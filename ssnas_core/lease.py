@@ -63,6 +63,25 @@ def acquire(run_dir: Path, run_id: str) -> str:
     return f"{host}:{pid}"
 
 
+def is_held(run_dir: Path) -> bool | None:
+    """Whether a live process holds the run's lease (this one included); None when the run has no lock file."""
+    lock = run_dir / LOCK
+    if not lock.exists():
+        return None
+    if run_dir.resolve() in _held:
+        return True
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def release(run_dir: Path) -> None:
     """Give the lease back if this process holds it."""
     fd = _held.pop(run_dir.resolve(), None)

@@ -19,6 +19,25 @@ from ssnas_core.search_space.network import DerivedNetwork
 from ssnas_core.search_space.supernet import Supernet
 
 
+def _fit_linear(criterion: torch.nn.Module, adjust: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, n_in: int,
+                n_out: int, max_iter: int, rounds: int = 1, **tolerances: float) -> torch.nn.Linear:
+    """A linear model trained to convergence (LBFGS, strong Wolfe) on ``criterion(adjust(lin(x)), y)``."""
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(n_in, n_out)
+    opt = torch.optim.LBFGS(lin.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe", **tolerances)
+    adjust.train()
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        value = criterion(adjust(lin(x)), y)
+        value.backward()
+        return value
+
+    for _ in range(rounds):
+        opt.step(closure)
+    return lin
+
+
 @pytest.mark.parametrize("kind", ["derived", "resnet32", "resnet18"])
 def test_ldam_drw_gets_a_normalised_head_whose_logits_are_scaled_cosines(kind: str) -> None:
     torch.manual_seed(0)
@@ -59,20 +78,8 @@ def _fit_1d(loss: str, n0: int = 18000, n1: int = 2000) -> tuple[torch.nn.Linear
     x = torch.cat([torch.randn(n0, generator=g) - 1, torch.randn(n1, generator=g) + 1])[:, None]
     y = torch.cat([torch.zeros(n0, dtype=torch.long), torch.ones(n1, dtype=torch.long)])
     criterion, adjust = make_criterion(FinetuneConfig(loss=loss), np.array([n0, n1]), n0 + n1, False)
-    torch.manual_seed(0)
-    lin = torch.nn.Linear(1, 2)
-    opt = torch.optim.LBFGS(lin.parameters(), max_iter=500, line_search_fn="strong_wolfe", tolerance_grad=1e-10,
-                            tolerance_change=1e-12)
-    adjust.train()
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        value = criterion(adjust(lin(x)), y)
-        value.backward()
-        return value
-
-    for _ in range(5):
-        opt.step(closure)
+    lin = _fit_linear(criterion, adjust, x, y, 1, 2, max_iter=500, rounds=5, tolerance_grad=1e-10,
+                      tolerance_change=1e-12)
     return lin, x, y
 
 
@@ -129,19 +136,7 @@ def test_multilabel_defaults_never_make_a_rare_label_positive_everywhere() -> No
 
     def train(cfg: FinetuneConfig) -> torch.nn.Module:
         criterion, adjust = make_criterion(cfg, counts, len(yt), multilabel=True)
-        torch.manual_seed(0)
-        lin = torch.nn.Linear(3, 3)
-        opt = torch.optim.LBFGS(lin.parameters(), max_iter=300, line_search_fn="strong_wolfe")
-        adjust.train()
-
-        def closure() -> torch.Tensor:
-            opt.zero_grad()
-            value = criterion(adjust(lin(xt)), yt)
-            value.backward()
-            return value
-
-        opt.step(closure)
-        return lin
+        return _fit_linear(criterion, adjust, xt, yt, 3, 3, max_iter=300)
 
     term = prior_term(class_prior(counts, len(yt), True), True)
     absent = 1.0 - ys.numpy().mean(0)  # accuracy of predicting every label absent

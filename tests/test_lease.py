@@ -94,3 +94,24 @@ def test_a_lease_from_another_host_is_refused(tmp_path) -> None:
     assert acquire(tmp_path, "r").endswith(f":{os.getpid()}")
     release(tmp_path)
     assert not (tmp_path / OWNER).exists()
+
+
+def test_is_held_tells_a_live_lease_from_a_free_one(tmp_path) -> None:
+    from ssnas_core import lease
+
+    run = tmp_path / "run"
+    assert lease.is_held(run) is None  # never leased
+    lease.acquire(run, "r")
+    assert lease.is_held(run) is True
+    lease.release(run)
+    assert lease.is_held(run) is False
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], "
+                               "os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+                               str(run / lease.LOCK)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert lease.is_held(run) is True  # another process holds it
+    finally:
+        holder.kill()
+        holder.wait()
+    assert lease.is_held(run) is False  # the kernel dropped the dead holder's lock

@@ -116,3 +116,11 @@ def test_like_for_like_puts_architectures_in_rows_and_losses_in_columns() -> Non
     assert "| ours (FairDARTS + Barlow Twins) | 0.80 | 0 | 0.939/0.898 | 15 | 0.850 +- 0.071 (2) | 0.600 (1) | " \
            "0.850 (1) |" in md
     assert "| ResNet-18 | 0.80 | - | - | - | 0.750 (1) | - | - |" in md
+
+
+def test_per_method_table_names_post_hoc_runs_as_such() -> None:
+    from ssnas_core.evaluation.report import method_label
+
+    assert method_label(_ft("fairdarts-bt", "focal-la", 0, 0.85, posthoc=-0.8, raw=0.88)) == \
+        "fairdarts-bt + focal-la + post-hoc tau (rho=10)"
+    assert method_label(_ft("fairdarts-bt", "focal-la", 0, 0.88)) == "fairdarts-bt + focal-la (rho=10)"

@@ -216,10 +216,9 @@ def train(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, metric: str, o
     return best_state, best_epoch
 
 
-def apply_posthoc(cfg: RunConfig, setup: FinetuneSetup, metric: str) -> float | None:
-    """Set the engine's post-hoc logit offset from ``--tau-posthoc`` (fitted on val for auto); returns tau.
-
-    None when post-hoc adjustment is off (``none``).
+def apply_posthoc(cfg: RunConfig, setup: FinetuneSetup, metric: str, val_logits: torch.Tensor) -> float | None:
+    """Set the engine's post-hoc logit offset from ``--tau-posthoc`` (fitted on ``val_logits``, the best model's
+    plain val logits, for auto); returns tau. None when post-hoc adjustment is off (``none``).
     """
     if cfg.finetune.tau_posthoc == "none":
         return None
@@ -228,14 +227,17 @@ def apply_posthoc(cfg: RunConfig, setup: FinetuneSetup, metric: str) -> float | 
     term = prior_term(class_prior(setup.train_counts, len(engine.data.x_train), multilabel), multilabel)
     tau = cfg.finetune.posthoc_tau()
     if tau is None:
-        logits = engine.logits(engine.data.x_val).cpu().numpy()
-        tau, _ = fit_tau(engine.data.y_val.cpu().numpy(), logits, term, ds.task, metric, setup.train_counts)
+        tau, _ = fit_tau(engine.data.y_val.cpu().numpy(), val_logits.cpu().numpy(), term, ds.task, metric,
+                         setup.train_counts)
     engine.posthoc_offset = torch.tensor(tau * term, dtype=torch.float32, device=setup.device)
     return tau
 
 
-def _test_metrics(setup: FinetuneSetup) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
-    y_true, y_score = setup.engine.evaluate("test")
+def _metrics(setup: FinetuneSetup, split: str, logits: torch.Tensor, posthoc: bool = True
+             ) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
+    """Metrics of ``split`` from its logits (computed once, scored with and without the post-hoc offset)."""
+    y_true = getattr(setup.engine.data, f"y_{split}").cpu().numpy()
+    y_score = setup.engine.scores(logits, posthoc)
     return classification_metrics(y_true, y_score, setup.dataset.task, setup.train_counts), y_true, y_score
 
 
@@ -327,16 +329,16 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
               f"{len(setup.inherited)} tensors inherited", file=sys.stderr)
         _, best_epoch = train(cfg, setup, tracker, metric, on_epoch_end, checkpoints)
         raw: dict[str, float] = {}
-        tau = apply_posthoc(cfg, setup, metric)
+        val_logits, test_logits = engine.logits(engine.data.x_val), engine.logits(engine.data.x_test)
+        tau = apply_posthoc(cfg, setup, metric, val_logits)
         if tau is not None:  # the plain model's test figures too, as test_raw/*: the same run serves both columns
-            engine.posthoc_offset, offset = None, engine.posthoc_offset
-            raw = {f"test_raw/{k}": v for k, v in _test_metrics(setup)[0].items() if "/" not in k}
-            engine.posthoc_offset = offset
+            plain = _metrics(setup, "test", test_logits, posthoc=False)[0]
+            raw = {f"test_raw/{k}": v for k, v in plain.items() if "/" not in k}
             raw["finetune/tau_posthoc"] = tau
             print(f"ssnas finetune: post-hoc logit adjustment tau {tau:g} ({cfg.finetune.tau_posthoc})",
                   file=sys.stderr)
-        val = classification_metrics(*engine.evaluate("val"), dataset.task, setup.train_counts)
-        test, y_true, y_score = _test_metrics(setup)
+        val = _metrics(setup, "val", val_logits)[0]
+        test, y_true, y_score = _metrics(setup, "test", test_logits)
         final = {**{f"val/{k}": v for k, v in val.items()}, **{f"test/{k}": v for k, v in test.items()},
                  "best_epoch": float(best_epoch), **raw}
         tracker.log_metrics(_named(final, dataset.class_names), step=cfg.finetune.epochs)

@@ -9,14 +9,13 @@ listed and left alone.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import socket
 import sys
 from pathlib import Path
 from typing import Any
 
-from ssnas_core.lease import LOCK
+from ssnas_core import lease
 
 
 def _owner_alive(tags: dict[str, str]) -> bool | None:
@@ -25,17 +24,9 @@ def _owner_alive(tags: dict[str, str]) -> bool | None:
     if host != socket.gethostname() or not pid.isdigit():
         return None
     work_dir = tags.get("ssnas.work_dir")
-    if work_dir and (Path(work_dir) / LOCK).exists():  # a search: its lock says whether its owner lives
-        fd = os.open(Path(work_dir) / LOCK, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        else:
-            fcntl.flock(fd, fcntl.LOCK_UN)
-            return False
-        finally:
-            os.close(fd)
+    held = lease.is_held(Path(work_dir)) if work_dir else None
+    if held is not None:  # a search: its lock says whether its owner lives
+        return held
     try:
         os.kill(int(pid), 0)
     except ProcessLookupError:

@@ -21,11 +21,14 @@ COLUMNS = (("params_m", "Params (M)"), ("test/acc", "ACC"), ("test/auc", "AUC"),
 
 
 def method_label(run: dict[str, Any]) -> str:
-    """``fairdarts-bt + focal-la`` for fine-tunes, ``resnet18-ce`` for baselines, with the imbalance factor."""
+    """``fairdarts-bt + focal-la`` for fine-tunes, ``resnet18-ce`` for baselines, with the imbalance factor;
+    ``+ post-hoc tau`` when the run's test figures are post-hoc adjusted (its plain ones are ``test_raw/*``)."""
     tags = run["tags"]
     name = tags.get("ssnas.method", "?")
     if tags.get("ssnas.stage") == "finetune":
         name = f"{name} + {tags.get('ssnas.loss', run['params'].get('finetune.loss', '?'))}"
+    if run["params"].get("finetune.tau_posthoc", "none") != "none":
+        name += " + post-hoc tau"
     rho = tags.get("ssnas.imbalance_factor", "1.0")
     return name if float(rho) == 1.0 else f"{name} (rho={float(rho):g})"
 

@@ -137,8 +137,12 @@ class FinetuneEngine:
     def predict(self, x: torch.Tensor, batch_size: int = 256) -> np.ndarray:
         """Probabilities (N, K): softmax, or per-label sigmoid for multi-label tasks, of the logits less the
         post-hoc offset when one is set."""
-        logits = self.logits(x, batch_size)
-        if self.posthoc_offset is not None:
+        return self.scores(self.logits(x, batch_size))
+
+    def scores(self, logits: torch.Tensor, posthoc: bool = True) -> np.ndarray:
+        """Probabilities of ``logits`` (from ``logits``): less the post-hoc offset when one is set and ``posthoc``,
+        then softmax, or per-label sigmoid for multi-label tasks."""
+        if posthoc and self.posthoc_offset is not None:
             logits = logits - self.posthoc_offset.to(logits.device)
         return (torch.sigmoid(logits) if self.multilabel else torch.softmax(logits, dim=1)).cpu().numpy()
 
