@@ -233,3 +233,24 @@ def test_processes_starting_together_on_a_new_sqlite_store_all_succeed(tmp_path:
 
     exp = MlflowClient(uri).get_experiment_by_name("race")
     assert len(MlflowClient(uri).search_runs([exp.experiment_id])) == 4
+
+
+def test_a_store_at_the_current_schema_is_not_locked_or_migrated_again(tmp_path) -> None:
+    from ssnas_core.tracking.mlflow_store import check_reachable
+
+    db = tmp_path / "m.db"
+    check_reachable(f"sqlite:///{db}")  # a new store: created under the lock
+    lock = tmp_path / ".m.db.lock"
+    assert lock.exists()
+    lock.unlink()
+    check_reachable(f"sqlite:///{db}")  # already current: no lock taken
+    assert not lock.exists()
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:  # another revision: back to the locked path, where MLflow deals with it
+        conn.execute("UPDATE alembic_version SET version_num = 'older'")
+    try:
+        check_reachable(f"sqlite:///{db}")
+    except TrackingError:
+        pass
+    assert lock.exists()

@@ -5,6 +5,8 @@ Shared by the adapter (runs), the registry and the report queries.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import urllib.error
 import urllib.request
@@ -41,10 +43,36 @@ _URI_FORMS = ("use sqlite:///path/mlflow.db, postgresql+psycopg://user@host:5432
               "(an MLflow server)")
 
 
+@functools.lru_cache(maxsize=1)
+def _schema_head() -> str:
+    """The schema revision this MLflow writes (its newest alembic migration)."""
+    from mlflow.store.db.utils import _get_latest_schema_revision
+
+    return str(_get_latest_schema_revision())
+
+
+def _schema_is_current(db: Path) -> bool:
+    """True when ``db`` already holds MLflow's tables at this MLflow's schema revision (read-only check)."""
+    import sqlite3
+
+    if not db.exists() or db.stat().st_size == 0:
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as conn:
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return row is not None and row[0] == _schema_head()
+    except Exception:  # noqa: BLE001 - no table, locked, another MLflow: take the locked path
+        return False
+
+
 def _create_sqlite_schema_once(tracking_uri: str, db: Path) -> None:
     """Create (or migrate) a SQLite store's schema under a file lock, so processes starting together on a new
-    ``mlflow.db`` do not race MLflow's table creation (one of them failed with "table already exists")."""
+    ``mlflow.db`` do not race MLflow's table creation (one of them failed with "table already exists").
+    A store already at this MLflow's schema revision is left alone (no lock, no query through MLflow)."""
     import fcntl
+
+    if _schema_is_current(db):
+        return
 
     with open(db.with_name(f".{db.name}.lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
