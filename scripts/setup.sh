@@ -9,7 +9,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 if ! .venv/bin/python -c "import ssnas_core, mlflow, medmnist, optuna, pytest" >/dev/null 2>&1 \
    || [ pyproject.toml -nt .venv/.ssnas-installed ]; then
-  .venv/bin/pip install --quiet --disable-pip-version-check -e '.[app,studies,dev]' 2>&1 | grep -v "^WARNING: Location" || true
+  .venv/bin/pip install --quiet --no-compile --disable-pip-version-check -e '.[app,studies,dev]' 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -c "import ssnas_core, mlflow, medmnist, optuna, pytest"
   touch .venv/.ssnas-installed
 fi

@@ -95,15 +95,15 @@ def _runs_by_trial(store: str) -> dict[str, list]:
 
 def test_four_workers_share_one_study_and_each_trial_has_one_run(pg) -> None:
     storage, store, work = pg
-    first = _study("run", storage, work, "--n-trials", "16", "--epochs", "1", "--pruner", "none")
+    first = _study("run", storage, work, "--n-trials", "8", "--epochs", "1", "--pruner", "none")
     _wait_for_study(storage, first)
-    workers = [first] + [_study("worker", storage, work, "--n-trials", "16") for _ in range(3)]
+    workers = [first] + [_study("worker", storage, work, "--n-trials", "8") for _ in range(3)]
     for proc in workers:
         _, err = proc.communicate(timeout=900)
         assert proc.returncode == 0, err.decode()[-3000:]
     study = optuna.load_study(study_name="s", storage=_rdb(storage))
     done = [t for t in study.trials if t.state == TrialState.COMPLETE]
-    assert 16 <= len(done) <= 19  # in-flight trials of other workers may finish after the 16th
+    assert 8 <= len(done) <= 11  # in-flight trials of other workers may finish after the 8th
     assert len({tuple(sorted(t.params.items())) for t in done}) == len(done)  # no two workers drew the same
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
     runs = _runs_by_trial(store)
