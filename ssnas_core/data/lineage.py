@@ -48,7 +48,7 @@ def split_hash(split: Split) -> str:
     h = hashlib.sha256()
     for t in (split.images, split.labels):
         h.update(repr((str(t.dtype), tuple(t.shape))).encode())
-        h.update(t.contiguous().numpy().tobytes())
+        h.update(memoryview(t.contiguous().numpy()).cast("B"))  # the tensor's own bytes, not a copy
     _split_hashes[split] = h.hexdigest()
     return h.hexdigest()
 
