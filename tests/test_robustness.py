@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 from mlflow import MlflowClient
 
@@ -83,6 +84,30 @@ def test_sigterm_ends_the_run_killed_and_keeps_the_checkpoint(workdir) -> None:
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     assert client.get_run(run_dir.name).info.status == "KILLED"
     assert load_checkpoint(run_dir / "checkpoints")["engine"]["epoch"] >= 1
+
+
+def test_a_sigterm_swallowed_by_a_finaliser_is_delivered_again(monkeypatch) -> None:
+    """Python may run the handler inside a finaliser, which drops what it raises: the run must still stop."""
+    from ssnas_core import cli
+
+    monkeypatch.setattr(sys, "unraisablehook", sys.unraisablehook)
+    previous = signal.getsignal(signal.SIGTERM)
+    ran = []
+
+    class Finalised:
+        def __del__(self) -> None:
+            ran.append(True)
+            signal.raise_signal(signal.SIGTERM)  # the handler runs at once, inside this finaliser
+
+    try:
+        cli.install_interrupt_handlers()
+        with pytest.raises(cli._Terminated):  # only a second delivery can reach here
+            Finalised()  # dropped at once: what its __del__ raises is dropped
+            for _ in range(500):  # the run goes on; the signal comes again within a moment
+                time.sleep(0.01)
+        assert ran, "the finaliser did not run"
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def test_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(workdir, monkeypatch, capsys) -> None:

@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import warnings
 from typing import Any, Sequence
 
@@ -189,12 +190,40 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated()
 
 
+def _redeliver_swallowed_interrupts(unraisable: Any) -> None:
+    """``sys.unraisablehook``: an interrupt raised inside a finaliser is delivered again.
+
+    Python runs a signal's handler at the next bytecode boundary, which can be inside a ``__del__`` or a
+    weakref callback (SQLAlchemy's, during a garbage collection); an exception raised there is printed as
+    "Exception ignored" and dropped, so the run went on as if never signalled (seen: a SIGTERM during an
+    epoch, and the search finished all 50 epochs). The signal is sent again from a helper thread a moment
+    later (raising it here would run the handler inside this hook, which drops it too).
+    """
+    exc = unraisable.exc_value
+    if isinstance(exc, _Terminated):
+        again = signal.SIGTERM
+    elif isinstance(exc, KeyboardInterrupt) and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        again = signal.SIGINT
+    else:
+        sys.__unraisablehook__(unraisable)
+        return
+    timer = threading.Timer(0.01, os.kill, (os.getpid(), again))
+    timer.daemon = True
+    timer.start()
+
+
+def install_interrupt_handlers() -> None:
+    """SIGTERM raises ``_Terminated`` (runs end KILLED, exit 143); interrupts lost in finalisers come again."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    sys.unraisablehook = _redeliver_swallowed_interrupts
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    install_interrupt_handlers()
     warnings.filterwarnings("ignore", message=".*pkg_resources.*")
     warnings.formatwarning = _one_line_warning
     logging.getLogger("mlflow").setLevel(logging.WARNING)
