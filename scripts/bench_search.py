@@ -11,7 +11,9 @@ Runs on torch alone (no mlflow/optuna), on synthetic uint8 images held on the de
   alpha batch of the same size), as the DESIGN.md reference does.
 * ops: aten operations dispatched by one whole step (views, alpha update, weight update), counted
   with a ``TorchDispatchMode``; ``kernels`` leaves out the view and metadata operations (view,
-  permute, slice, detach, ...), which launch nothing. Counted at first and second order.
+  permute, slice, detach, ...), which launch nothing. Counted at first and second order; on the CPU also
+  on the code path CUDA takes (``*_cuda_path``: contiguous tensors, dilated convs unsplit), where issue 11's
+  targets (first order <= 3,000 kernels, second order <= 10,000) are counted.
 * peak memory: the process's maximum resident set on the CPU (each measurement runs in its own
   process with ``--against``), ``max_memory_allocated`` on CUDA.
 * ``--tracking``: one epoch's off-step work (checkpoint, batched metrics, genotype and heatmap plots,
@@ -64,10 +66,39 @@ def _build(args: argparse.Namespace, batch_size: int, order: int) -> tuple[Any, 
     return setup, aug, list(setup.engine._batches(0))
 
 
-def count_ops(args: argparse.Namespace, batch_size: int, order: int) -> dict[str, int]:
-    """Operations dispatched by one search step (after one warm-up step)."""
+def count_ops(args: argparse.Namespace, batch_size: int, order: int, cuda_path: bool = False) -> dict[str, int]:
+    """Operations dispatched by one search step (after one warm-up step).
+
+    ``cuda_path``: on the CPU, count the code path a CUDA device takes: contiguous tensors (channels_last is
+    the CPU's default only) and dilated depthwise convs as such (the CPU splits them into phases, with the
+    permutes and copies that needs). Issue 11's targets are counted on this path.
+    """
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
+
+    if cuda_path:
+        import importlib
+
+        import torch.nn.functional as F
+
+        def plain(x, weight, stride, padding, dilation):  # type: ignore[no-untyped-def]
+            return F.conv2d(x, weight, None, stride, padding, dilation, weight.shape[0])
+
+        args = argparse.Namespace(**{**vars(args), "channels_last": "off"})
+        patched = {}
+        for name in ("primitives", "edge_group"):  # an older revision may have neither
+            try:
+                module = importlib.import_module(f"ssnas_core.search_space.{name}")
+            except ImportError:
+                continue
+            if hasattr(module, "depthwise_conv"):
+                patched[module] = module.depthwise_conv
+                module.depthwise_conv = plain
+        try:
+            return count_ops(args, batch_size, order)
+        finally:
+            for module, original in patched.items():
+                module.depthwise_conv = original
 
     class Count(TorchDispatchMode):
         def __init__(self) -> None:
@@ -127,6 +158,10 @@ def bench(args: argparse.Namespace, batch_size: int) -> dict[str, object]:
         for order in (1, 2):
             counted = count_ops(args, min(batch_size, 8), order)
             out[f"ops_order{order}"], out[f"kernels_order{order}"] = counted["ops"], counted["kernels"]
+            if device.type == "cpu":
+                counted = count_ops(args, min(batch_size, 8), order, cuda_path=True)
+                out[f"ops_order{order}_cuda_path"] = counted["ops"]
+                out[f"kernels_order{order}_cuda_path"] = counted["kernels"]
     if args.tracking:
         off = offstep_seconds(engine)
         epoch = args.epoch_steps * seconds / args.steps
@@ -231,7 +266,8 @@ def against(args: argparse.Namespace) -> None:
 
 def _table(runs: dict[str, list[dict[str, Any]]], rev: str, batch_size: int) -> None:
     keys = ["images_per_s", "ms_per_step", "peak_memory_mb", "ops_order1", "kernels_order1", "ops_order2",
-            "kernels_order2"]
+            "kernels_order2", "ops_order1_cuda_path", "kernels_order1_cuda_path", "ops_order2_cuda_path",
+            "kernels_order2_cuda_path"]
     print(f"\nbatch {batch_size}: median of {len(runs['this'])} runs each, alternated")
     print(f"| | this tree | {rev} | ratio |")
     print("|---|---|---|---|")

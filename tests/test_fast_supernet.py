@@ -71,6 +71,37 @@ def test_grouped_cells_match_the_per_edge_oracle(relaxation: str, order: int) ->
         assert torch.allclose(gf, go, rtol=1e-6, atol=1e-9 * go.abs().max().item() + 1e-15), name
 
 
+def test_channels_last_and_the_frozen_alphas_weight_step_match_the_per_edge_oracle() -> None:
+    """The CPU's layout (channels_last: the mixing's gradient layouts, the repeated input) and the engine's
+    weight step (alphas frozen, so the mixing's backward skips their gradients) give the oracle's numbers."""
+    # float32 and channels_last weights, as the search sets up on the CPU (oneDNN keeps the layout only so)
+    fast, oracle = (o.float().to(memory_format=torch.channels_last) for o in _pair("sigmoid"))
+    gen = torch.Generator().manual_seed(2)
+    views = [torch.randn(8, 1, 16, 16, generator=gen).contiguous(memory_format=torch.channels_last)
+             for _ in range(2)]
+    y = torch.zeros(8, dtype=torch.long)
+    results = []
+    for objective in (fast, oracle):
+        alphas = objective.supernet.alphas()
+        loss = objective(*views, y)
+        alpha_grads = torch.autograd.grad(loss, alphas)
+        for a in alphas:  # as SearchEngine.train_step does
+            a.requires_grad_(False)
+        objective.zero_grad()
+        loss = objective(*views, y)
+        loss.backward()
+        for a in alphas:
+            a.requires_grad_(True)
+        results.append((loss.detach(), alpha_grads, _weight_grads(objective)))
+    (loss_f, alpha_f, w_f), (loss_o, alpha_o, w_o) = results
+    assert torch.allclose(loss_f, loss_o, rtol=1e-5)
+    for gf, go in zip(alpha_f, alpha_o):
+        assert torch.allclose(gf, go, rtol=1e-3, atol=1e-4 * go.abs().max().item()), (gf - go).abs().max()
+    assert all(a.grad is None for a in fast.supernet.alphas())
+    for name, go in w_o.items():
+        assert torch.allclose(w_f[name], go, rtol=1e-3, atol=1e-4 * go.abs().max().item() + 1e-12), name
+
+
 def test_state_dict_keeps_the_per_edge_names_and_loads_an_old_one() -> None:
     fast, oracle = _pair("sigmoid")
     keys = set(fast.supernet.state_dict())

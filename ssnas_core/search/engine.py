@@ -103,6 +103,22 @@ class SearchEngine:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def _alphas_frozen(self) -> Iterator[None]:
+        """The weight step's forward with the alphas as constants: its graph records no alpha gradients.
+
+        ``autograd.grad`` on the weights would not compute them anyway, but the mixing's hand-written backward
+        (``edge_group._Mix``) only knows what each input requires, not what this call asks for.
+        """
+        alphas = self.supernet.alphas()
+        for a in alphas:
+            a.requires_grad_(False)
+        try:
+            yield
+        finally:
+            for a in alphas:
+                a.requires_grad_(True)
+
     def _prepare(self, v: torch.Tensor) -> torch.Tensor:
         return v.contiguous(memory_format=torch.channels_last) if self.channels_last else v
 
@@ -131,7 +147,7 @@ class SearchEngine:
     def train_step(self, vw: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Update the weights on the weight-half views; returns the detached loss."""
         self.w_optimizer.zero_grad(set_to_none=True)
-        with self._autocast():
+        with self._alphas_frozen(), self._autocast():
             loss = self.objective(*vw)
         grads = torch.autograd.grad(loss, self.weights, allow_unused=True)
         for p, g in zip(self.weights, grads):

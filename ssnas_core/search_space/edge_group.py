@@ -29,15 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssnas_core.search_space.primitives import depthwise_conv
+from ssnas_core.search_space.primitives import BatchNorm2d, depthwise_conv
 
 # (grouped tensor name, legacy suffix after ``ops.``, how it maps: "split" k ways along dim 0, or "shared")
 LegacyKey = tuple[str, str, str]
 _BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
-def _bn(c: int) -> nn.BatchNorm2d:
-    return nn.BatchNorm2d(c, affine=False)
+def _bn(c: int) -> BatchNorm2d:
+    return BatchNorm2d(c, affine=False)
 
 
 class GroupedDilConv(nn.Module):
@@ -110,26 +110,62 @@ class GroupedFactorizedReduce(nn.Module):
         return keys + [(f"{prefix}bn.{b}", f"{legacy}bn.{b}", _bn_mode(b)) for b in _BN_BUFFERS]
 
 
-class _GradLikeInput(torch.autograd.Function):
-    """Identity whose backward hands on the gradient in the input's memory format.
+def _repeat_channels(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``torch.cat([x] * k, dim=1)`` in one copy whose backward is one sum (cat's is k slices and k - 1 adds),
+    in ``x``'s memory format (channels_last stays channels_last)."""
+    b, c, h, w = x.shape
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        nhwc = x.permute(0, 2, 3, 1).unsqueeze(3).expand(b, h, w, k, c).reshape(b, h, w, k * c)
+        return nhwc.permute(0, 3, 1, 2)
+    return x.unsqueeze(1).expand(b, k, c, h, w).reshape(b, k * c, h, w)
 
-    The mixing works on 5-D views, and the gradient it returns to an operation's output can come
-    back in a different layout from the output's own (channels_last on the CPU). oneDNN's BN and conv
-    backward then take a slow path (3x slower BN backward, measured); one copy here avoids that.
+
+class _Mix(torch.autograd.Function):
+    """``out = sum_p y_p * w_p``, the mixing of one edge group, with a hand-written backward.
+
+    Inputs: ``n`` outputs ``y_p``, each ``(B, k, C, H, W)`` (one per edge) or ``(B, 1, C, H, W)`` (shared by the
+    k edges), then their ``n`` weights ``w_p`` of shape ``(1, k, 1, 1, 1)``. Autograd's chain of ``addcmul``
+    nodes costs about six kernels per operation type on the way back (a ``mul.Scalar`` for the unit ``value``,
+    the products, a broadcast sum, and a copy when the gradient's layout differs from the output's); here:
+
+    * ``dy_p = grad * w_p``, written straight into a tensor laid out like ``y_p`` (channels_last on the CPU,
+      where oneDNN's BN and conv backward take a 3x slower path on any other layout), summed over the ``k``
+      edges for a shared ``y_p``;
+    * ``dw_p = sum(grad * y_p)`` over all but the edge axis, for all ``p`` at once (the ``y_p`` stacked), only
+      when the weights need a gradient (not in the weight step, which runs with the alphas frozen).
     """
 
     @staticmethod
-    def forward(ctx: Any, y: torch.Tensor) -> torch.Tensor:
-        ctx.channels_last = y.is_contiguous(memory_format=torch.channels_last) and not y.is_contiguous()
-        return y.view_as(y)
+    def forward(ctx: Any, n: int, *tensors: torch.Tensor) -> torch.Tensor:
+        ys, ws = tensors[:n], tensors[n:]
+        out = ys[0] * ws[0]
+        for y, w in zip(ys[1:], ws[1:]):
+            out.addcmul_(y, w)
+        ctx.n = n
+        ctx.save_for_backward(*tensors)
+        return out
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        return grad.contiguous(memory_format=torch.channels_last if ctx.channels_last else torch.contiguous_format)
-
-
-def _grad_like_input(y: torch.Tensor) -> torch.Tensor:
-    return _GradLikeInput.apply(y) if y.requires_grad else y  # type: ignore[no-any-return]
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        saved = ctx.saved_tensors
+        n = ctx.n
+        need = ctx.needs_input_grad[1:]
+        ys, ws = saved[:n], saved[n:]
+        dys: list[torch.Tensor | None] = []
+        for y, w, need_y in zip(ys, ws, need[:n]):
+            dy = None
+            if need_y:
+                dy = torch.empty_like(y)
+                if y.shape[1] == grad.shape[1]:
+                    torch.mul(grad, w, out=dy)
+                else:  # shared by the k edges
+                    torch.sum(grad * w, dim=1, keepdim=True, out=dy)
+            dys.append(dy)
+        dws: list[torch.Tensor | None] = [None] * n
+        if any(need[n:]):  # all weights' gradients at once: one stack, one product, one sum
+            stacked = torch.stack([y.expand_as(grad) for y in ys])
+            dws = list((stacked * grad).sum((1, 3, 4, 5), keepdim=True).unbind(0))
+        return (None, *dys, *dws)
 
 
 def _bn_mode(buffer: str) -> str:
@@ -178,17 +214,16 @@ class EdgeGroup(nn.Module):
     def forward(self, x: torch.Tensor, weights: Sequence[torch.Tensor]) -> torch.Tensor:
         """x: (B, C, H, W); weights: per primitive a (1, k, 1, 1, 1) tensor -> (B, k, C, H', W')."""
         xr = torch.relu(x)
-        xr_k = torch.cat([xr] * self.k, dim=1) if self.convs and self.k > 1 else xr
-        out: torch.Tensor | None = None
+        xr_k = _repeat_channels(xr, self.k) if self.convs and self.k > 1 else xr
+        ys, ws = [], []
         for p, w in zip(self.primitives, weights):
             if p == "none":
                 continue
-            y = _grad_like_input(self._op(p, x, xr, xr_k))
+            y = self._op(p, x, xr, xr_k)
             per_edge = p in self.convs or (p == "skip_connect" and self.reduce is not None)
-            y = y.unflatten(1, (self.k, -1)) if per_edge else y.unsqueeze(1)  # shared: broadcast over the k edges
-            out = y * w if out is None else torch.addcmul(out, y, w)
-        assert out is not None  # checked in __init__
-        return out
+            ys.append(y.unflatten(1, (self.k, -1)) if per_edge else y.unsqueeze(1))  # shared: broadcast over k
+            ws.append(w)
+        return _Mix.apply(len(ys), *ys, *ws)  # type: ignore[no-any-return]
 
     def _op(self, p: str, x: torch.Tensor, xr: torch.Tensor, xr_k: torch.Tensor) -> torch.Tensor:
         """One operation type for all k edges: (B, k*C, H', W'), or (B, C, H', W') when shared by all."""

@@ -28,6 +28,26 @@ def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
     return add
 
 
+class BatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` that trains with two fewer operations per call (the same maths, state-dict names and
+    running statistics).
+
+    In training, ``nn.BatchNorm2d`` adds 1 to ``num_batches_tracked`` (one kernel) and goes through
+    ``torch.batch_norm``, which allocates an empty reserve tensor before ``native_batch_norm``; that is 264 of
+    the about 4,000 kernels of a search step. Here training calls ``torch.native_batch_norm`` directly and leaves
+    ``num_batches_tracked`` as it is: torch reads it only when ``momentum`` is None (a cumulative average), which
+    this class hands to ``nn.BatchNorm2d``. The buffer stays, so checkpoints keep their keys. Evaluation, and
+    inputs ``nn.BatchNorm2d`` would refuse (one value per channel), go through ``nn.BatchNorm2d`` itself.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (not self.training or not self.track_running_stats or self.momentum is None or x.dim() != 4
+                or x.shape[0] * x.shape[2] * x.shape[3] == 1):
+            return super().forward(x)
+        return torch.native_batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, True,
+                                       self.momentum, self.eps)[0]
+
+
 class ReLUConvBN(nn.Sequential):
     """ReLU -> conv(k) -> BN."""
 
@@ -35,7 +55,7 @@ class ReLUConvBN(nn.Sequential):
         super().__init__(
             nn.ReLU(inplace=False),
             nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=padding, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            BatchNorm2d(c_out, affine=affine),
         )
 
 
@@ -92,7 +112,7 @@ class DilConv(nn.Sequential):
             nn.ReLU(inplace=inplace_relu),
             DepthwiseConv2d(c_in, kernel, stride, padding, dilation),
             nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out, affine=affine),
+            BatchNorm2d(c_out, affine=affine),
         )
 
 
@@ -127,7 +147,7 @@ class FactorizedReduce(nn.Module):
         self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(c_in, c_out // 2, 1, stride=2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+        self.bn = BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(x)
@@ -145,7 +165,7 @@ class PoolBN(nn.Sequential):
             pool = nn.MaxPool2d(3, stride=stride, padding=1)
         else:
             pool = nn.AvgPool2d(3, stride=stride, padding=1, count_include_pad=False)
-        super().__init__(pool, nn.BatchNorm2d(c, affine=affine))
+        super().__init__(pool, BatchNorm2d(c, affine=affine))
 
 
 @register_op("none")

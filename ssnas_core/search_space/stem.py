@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ssnas_core.search_space.primitives import BatchNorm2d
+
 
 def make_stem(c_in: int, c_out: int, image_size: int) -> nn.Sequential:
     """3x3 conv + BN, after stride-2 conv blocks that bring images larger than 32 px down to <= 32 px.
@@ -15,9 +17,9 @@ def make_stem(c_in: int, c_out: int, image_size: int) -> nn.Sequential:
     size, c = image_size, c_in
     while size > 32:
         layers += [nn.Conv2d(c, c_out // 2, 3, stride=2, padding=1, bias=False),
-                   nn.BatchNorm2d(c_out // 2), nn.ReLU(inplace=True)]
+                   BatchNorm2d(c_out // 2), nn.ReLU(inplace=True)]
         size, c = (size + 1) // 2, c_out // 2
-    layers += [nn.Conv2d(c, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out)]
+    layers += [nn.Conv2d(c, c_out, 3, padding=1, bias=False), BatchNorm2d(c_out)]
     return nn.Sequential(*layers)
 
 
