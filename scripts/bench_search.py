@@ -70,8 +70,9 @@ def count_ops(args: argparse.Namespace, batch_size: int, order: int, cuda_path: 
     """Operations dispatched by one search step (after one warm-up step).
 
     ``cuda_path``: on the CPU, count the code path a CUDA device takes: contiguous tensors (channels_last is
-    the CPU's default only) and dilated depthwise convs as such (the CPU splits them into phases, with the
-    permutes and copies that needs). Issue 11's targets are counted on this path.
+    the CPU's default only), dilated depthwise convs as such (the CPU splits them into phases, with the
+    permutes and copies that needs) and the mixing's weight gradients stacked
+    (``edge_group.STACK_WEIGHT_GRADS``). Issue 11's targets are counted on this path.
     """
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -91,14 +92,15 @@ def count_ops(args: argparse.Namespace, batch_size: int, order: int, cuda_path: 
                 module = importlib.import_module(f"ssnas_core.search_space.{name}")
             except ImportError:
                 continue
-            if hasattr(module, "depthwise_conv"):
-                patched[module] = module.depthwise_conv
-                module.depthwise_conv = plain
+            for attr, value in (("depthwise_conv", plain), ("STACK_WEIGHT_GRADS", True)):  # as off the CPU
+                if hasattr(module, attr):
+                    patched[(module, attr)] = getattr(module, attr)
+                    setattr(module, attr, value)
         try:
             return count_ops(args, batch_size, order)
         finally:
-            for module, original in patched.items():
-                module.depthwise_conv = original
+            for (module, attr), original in patched.items():
+                setattr(module, attr, original)
 
     class Count(TorchDispatchMode):
         def __init__(self) -> None:

@@ -9,6 +9,7 @@ import torch
 
 from ssnas_core.search.architect import Architect
 from ssnas_core.search.objective import SearchObjective
+from ssnas_core.search_space import edge_group
 from ssnas_core.search_space.cells import SearchCell, _to_legacy
 from ssnas_core.search_space.heads import Projector
 from ssnas_core.search_space.network import DerivedNetwork
@@ -71,9 +72,12 @@ def test_grouped_cells_match_the_per_edge_oracle(relaxation: str, order: int) ->
         assert torch.allclose(gf, go, rtol=1e-6, atol=1e-9 * go.abs().max().item() + 1e-15), name
 
 
-def test_channels_last_and_the_frozen_alphas_weight_step_match_the_per_edge_oracle() -> None:
+@pytest.mark.parametrize("stacked", [False, True])
+def test_channels_last_and_the_frozen_alphas_weight_step_match_the_per_edge_oracle(stacked: bool, monkeypatch) -> None:
     """The CPU's layout (channels_last: the mixing's gradient layouts, the repeated input) and the engine's
-    weight step (alphas frozen, so the mixing's backward skips their gradients) give the oracle's numbers."""
+    weight step (alphas frozen, so the mixing's backward skips their gradients) give the oracle's numbers, with
+    the weights' gradients computed per operation (the CPU's form) or stacked (the GPU's)."""
+    monkeypatch.setattr(edge_group, "STACK_WEIGHT_GRADS", stacked)
     # float32 and channels_last weights, as the search sets up on the CPU (oneDNN keeps the layout only so)
     fast, oracle = (o.float().to(memory_format=torch.channels_last) for o in _pair("sigmoid"))
     gen = torch.Generator().manual_seed(2)
@@ -94,12 +98,15 @@ def test_channels_last_and_the_frozen_alphas_weight_step_match_the_per_edge_orac
             a.requires_grad_(True)
         results.append((loss.detach(), alpha_grads, _weight_grads(objective)))
     (loss_f, alpha_f, w_f), (loss_o, alpha_o, w_o) = results
+    # float32, relative to the whole gradient: on this 8-image Barlow Twins batch the alpha gradients are ill-
+    # conditioned, and torch's own conv paths differ from float64 by up to 1e-3 (measured: 6e-4 and 1e-3 for both
+    # implementations with oneDNN off; with it, 1.2e-3 for the grouped cell, as at 04b623b, and 3e-6 per edge)
     assert torch.allclose(loss_f, loss_o, rtol=1e-5)
     for gf, go in zip(alpha_f, alpha_o):
-        assert torch.allclose(gf, go, rtol=1e-3, atol=1e-4 * go.abs().max().item()), (gf - go).abs().max()
+        assert (gf - go).norm() <= 5e-3 * go.norm(), (gf - go).norm() / go.norm()
     assert all(a.grad is None for a in fast.supernet.alphas())
     for name, go in w_o.items():
-        assert torch.allclose(w_f[name], go, rtol=1e-3, atol=1e-4 * go.abs().max().item() + 1e-12), name
+        assert (w_f[name] - go).norm() <= 5e-3 * go.norm() + 1e-12, (name, (w_f[name] - go).norm() / go.norm())
 
 
 def test_state_dict_keeps_the_per_edge_names_and_loads_an_old_one() -> None:

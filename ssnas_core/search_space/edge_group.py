@@ -120,6 +120,12 @@ def _repeat_channels(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.unsqueeze(1).expand(b, k, c, h, w).reshape(b, k * c, h, w)
 
 
+# How _Mix computes the weights' gradients: stacked (3 kernels a group) or one product and sum per operation.
+# None: stacked off the CPU only. A GPU step is bound by kernel launches; a CPU step by memory traffic, where the
+# stack's copy cost 10% of a search step (measured, batch 32, width 16). Tests set it to check both forms.
+STACK_WEIGHT_GRADS: bool | None = None
+
+
 class _Mix(torch.autograd.Function):
     """``out = sum_p y_p * w_p``, the mixing of one edge group, with a hand-written backward.
 
@@ -131,8 +137,8 @@ class _Mix(torch.autograd.Function):
     * ``dy_p = grad * w_p``, written straight into a tensor laid out like ``y_p`` (channels_last on the CPU,
       where oneDNN's BN and conv backward take a 3x slower path on any other layout), summed over the ``k``
       edges for a shared ``y_p``;
-    * ``dw_p = sum(grad * y_p)`` over all but the edge axis, for all ``p`` at once (the ``y_p`` stacked), only
-      when the weights need a gradient (not in the weight step, which runs with the alphas frozen).
+    * ``dw_p = sum(grad * y_p)`` over all but the edge axis, only when the weights need a gradient (not in the
+      weight step, which runs with the alphas frozen); off the CPU for all ``p`` at once (the ``y_p`` stacked).
     """
 
     @staticmethod
@@ -162,7 +168,11 @@ class _Mix(torch.autograd.Function):
                     torch.sum(grad * w, dim=1, keepdim=True, out=dy)
             dys.append(dy)
         dws: list[torch.Tensor | None] = [None] * n
-        if any(need[n:]):  # all weights' gradients at once: one stack, one product, one sum
+        if not any(need[n:]):
+            pass
+        elif not (grad.device.type != "cpu" if STACK_WEIGHT_GRADS is None else STACK_WEIGHT_GRADS):
+            dws = [(grad * y).sum((0, 2, 3, 4), keepdim=True) for y in ys]
+        else:  # all weights' gradients at once: one stack, one product, one sum
             stacked = torch.stack([y.expand_as(grad) for y in ys])
             dws = list((stacked * grad).sum((1, 3, 4, 5), keepdim=True).unbind(0))
         return (None, *dys, *dws)
