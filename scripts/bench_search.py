@@ -75,7 +75,6 @@ def count_ops(args: argparse.Namespace, batch_size: int, order: int, cuda_path: 
     (``edge_group.STACK_WEIGHT_GRADS``). Issue 11's targets are counted on this path.
     """
     import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
 
     if cuda_path:
         import importlib
@@ -102,23 +101,12 @@ def count_ops(args: argparse.Namespace, batch_size: int, order: int, cuda_path: 
             for (module, attr), original in patched.items():
                 setattr(module, attr, original)
 
-    class Count(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ops: collections.Counter[str] = collections.Counter()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            self.ops[func.overloadpacket.__name__] += 1
-            return func(*args, **(kwargs or {}))
-
     setup, aug, batches = _build(args, batch_size, order)
     setup.engine.step(batches[0], 0.025, aug)
-    with Count() as counter:
-        setup.engine.step(batches[1], 0.025, aug)
+    counted = _dispatched(lambda: setup.engine.step(batches[1], 0.025, aug))
     if setup.device.type == "cuda":
         torch.cuda.synchronize(setup.device)
-    total = sum(counter.ops.values())
-    return {"ops": total, "kernels": total - sum(v for k, v in counter.ops.items() if k in VIEW_OPS)}
+    return counted
 
 
 def bench(args: argparse.Namespace, batch_size: int) -> dict[str, object]:
@@ -198,11 +186,36 @@ def bench_finetune(args: argparse.Namespace, batch_size: int) -> dict[str, objec
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - start
-    return {"code": str(args.code_root or REPO), "stage": "finetune", "batch_size": batch_size,
-            "threads": torch.get_num_threads(), "steps": engine.steps_per_epoch,
-            "ms_per_step": round(1000 * seconds / engine.steps_per_epoch, 1),
-            "images_per_s": round(engine.steps_per_epoch * batch_size / seconds, 2),
-            "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    out: dict[str, object] = {
+        "code": str(args.code_root or REPO), "stage": "finetune", "batch_size": batch_size,
+        "threads": torch.get_num_threads(), "steps": engine.steps_per_epoch,
+        "ms_per_step": round(1000 * seconds / engine.steps_per_epoch, 1),
+        "images_per_s": round(engine.steps_per_epoch * batch_size / seconds, 2),
+        "peak_memory_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+    if args.count_ops:  # a whole epoch (view, step, the epoch's one sync), per step
+        ops = _dispatched(engine.run_epoch)
+        out["ops_per_step"] = round(ops["ops"] / engine.steps_per_epoch)
+        out["kernels_per_step"] = round(ops["kernels"] / engine.steps_per_epoch)
+    return out
+
+
+def _dispatched(fn: Any) -> dict[str, int]:
+    """aten operations ``fn()`` dispatches: all (``ops``) and those that are not views (``kernels``)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: collections.Counter[str] = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.ops[func.overloadpacket.__name__] += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count() as counter:
+        fn()
+    total = sum(counter.ops.values())
+    return {"ops": total, "kernels": total - sum(v for k, v in counter.ops.items() if k in VIEW_OPS)}
 
 
 # A fixed genotype for the fine-tune benchmark (every operation type, both cell kinds).
@@ -267,7 +280,8 @@ def against(args: argparse.Namespace) -> None:
 
 
 def _table(runs: dict[str, list[dict[str, Any]]], rev: str, batch_size: int) -> None:
-    keys = ["images_per_s", "ms_per_step", "peak_memory_mb", "ops_order1", "kernels_order1", "ops_order2",
+    keys = ["images_per_s", "ms_per_step", "peak_memory_mb", "ops_per_step", "kernels_per_step",
+            "ops_order1", "kernels_order1", "ops_order2",
             "kernels_order2", "ops_order1_cuda_path", "kernels_order1_cuda_path", "ops_order2_cuda_path",
             "kernels_order2_cuda_path"]
     print(f"\nbatch {batch_size}: median of {len(runs['this'])} runs each, alternated")
