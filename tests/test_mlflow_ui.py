@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,16 +21,12 @@ from mlflow import MlflowClient
 from ssnas_core.cli import main
 
 from .conftest import TINY
+from .ports import free_port
 
 CHROMIUM = os.environ.get("SSNAS_CHROMIUM", "/usr/bin/chromium")
 INSTALL = ("install Debian's browser (apt-get install -y chromium) and the dev extras (pip install -e '.[dev]', "
            "which has playwright); set SSNAS_CHROMIUM for another path")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +52,7 @@ def ui(tmp_path_factory):
     finally:
         os.chdir(old)
     finetune = client.search_runs([exp.experiment_id], "tags.`ssnas.stage` = 'finetune'")[0]
-    port = _free_port()
+    port = free_port()
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     log = open(work / "server.log", "wb")
     proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port",

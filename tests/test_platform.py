@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,13 +13,9 @@ from mlflow import MlflowClient
 
 from ssnas_core.cli import main
 
+from .ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _status(url: str, auth: str | None = None) -> int:
@@ -59,7 +54,7 @@ def test_compose_file_binds_loopback_pins_versions_and_holds_no_password() -> No
 
 
 def test_platform_up_serves_tracking_and_dashboard_and_keeps_data_across_restarts(tmp_path, capsys) -> None:
-    ml, dash = _free_port(), _free_port()
+    ml, dash = free_port(), free_port()
     args = ["platform", "up", "--state", str(tmp_path / "st"), "--mlflow-port", str(ml),
             "--dashboard-port", str(dash)]
     assert main(args) == 0
@@ -102,10 +97,10 @@ def _group_cmdlines(pgid: int) -> list[str]:
 def test_basic_auth_refuses_unauthenticated_requests(tmp_path, monkeypatch) -> None:
     password = "s3cret %(x)s pass phrase"  # a %, spaces: any printable password works
     monkeypatch.setenv("SSNAS_ADMIN_PASSWORD", password)
-    ml = _free_port()
+    ml = free_port()
     state = tmp_path / "st"
     assert main(["platform", "up", "--state", str(state), "--mlflow-port", str(ml), "--dashboard-port",
-                 str(_free_port()), "--basic-auth"]) == 0
+                 str(free_port()), "--basic-auth"]) == 0
     try:
         url = f"http://127.0.0.1:{ml}/api/2.0/mlflow/experiments/search?max_results=1"
         assert _status(url) == 401

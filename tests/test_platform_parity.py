@@ -12,7 +12,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,14 +25,11 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
+from .ports import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _interpolate(text: str, env: dict[str, str]) -> str:
@@ -166,7 +162,7 @@ def test_compose_services_run_natively_and_keep_everything_across_a_restart(data
     # the services reach the databases through these two variables (set by the compose x-db-urls anchor)
     env_db = {**env, "MLFLOW_BACKEND": databases["mlflow"], "MLFLOW_BACKEND_STORE_URI": databases["mlflow"],
               "OPTUNA_STORAGE": databases["optuna"]}
-    ml_port, dash_port = _free_port(), _free_port()
+    ml_port, dash_port = free_port(), free_port()
     mlflow = _service(compose, "mlflow", env_db, ml_port, tmp_path)
     _wait(f"http://127.0.0.1:{ml_port}/health", mlflow, tmp_path / "mlflow.log")
     uri = f"http://127.0.0.1:{ml_port}"
