@@ -138,9 +138,8 @@ class TwoViews:
             )
         # Both views in one pass over a doubled batch: half the kernels of two passes. The generator's draws
         # come in the same order as two passes' would when noise_std is 0 (on the CPU: the same views, bit for bit).
-        y = x.float().div_(255.0)
-        b = y.shape[0]
-        both = self._augment(torch.cat([y, y]), generator)
+        b = x.shape[0]
+        both = self._augment(torch.cat([x, x]).float().div_(255.0), generator)  # doubled as uint8: 4x fewer bytes
         return both[:b], both[b:]
 
     def one_view(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

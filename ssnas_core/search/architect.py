@@ -17,7 +17,8 @@ architect.py divides by it unguarded). No host synchronisation happens here.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import contextlib
+from typing import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -31,6 +32,23 @@ def _norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """The L2 norm of a list of tensors taken as one vector (no host sync)."""
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t.float()) for t in tensors]))
 
+
+
+@contextlib.contextmanager
+def frozen(params: Sequence[torch.Tensor]) -> Iterator[None]:
+    """A forward with ``params`` as constants: its graph records no gradients for them.
+
+    For the weight-only gradients (the weight step, the second-order term's train gradient). ``autograd.grad``
+    would not compute the alphas' gradients anyway, but the mixing's hand-written backward (``edge_group._Mix``)
+    only knows what each input requires, not what a call asks for.
+    """
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 class Architect:
     """Updates the alphas with their own optimiser (Adam, as in DARTS).
@@ -93,7 +111,7 @@ class Architect:
     def _unrolled(self, val_loss: Objective, train_loss: Objective, xi: float
                   ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         backup = [w.detach().clone() for w in self.weights]
-        with torch.enable_grad():
+        with torch.enable_grad(), frozen(self.alphas):
             g_train = torch.autograd.grad(train_loss(), self.weights, allow_unused=True)
         g_train = [torch.zeros_like(w) if g is None else g for w, g in zip(self.weights, g_train)]
         self._shift(g_train, -xi)  # w' = w - xi * grad_w L_train

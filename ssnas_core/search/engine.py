@@ -18,7 +18,7 @@ from torch import nn
 
 from ssnas_core.config import SearchConfig
 from ssnas_core.errors import DivergenceError
-from ssnas_core.search.architect import Architect
+from ssnas_core.search.architect import Architect, frozen
 from ssnas_core.search.objective import SearchObjective
 from ssnas_core.search.schedule import cosine_lr, epoch_seed
 from ssnas_core.search_space.genotype import Genotype, decided_fraction, fallback_nodes
@@ -103,22 +103,6 @@ class SearchEngine:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    @contextlib.contextmanager
-    def _alphas_frozen(self) -> Iterator[None]:
-        """The weight step's forward with the alphas as constants: its graph records no alpha gradients.
-
-        ``autograd.grad`` on the weights would not compute them anyway, but the mixing's hand-written backward
-        (``edge_group._Mix``) only knows what each input requires, not what this call asks for.
-        """
-        alphas = self.supernet.alphas()
-        for a in alphas:
-            a.requires_grad_(False)
-        try:
-            yield
-        finally:
-            for a in alphas:
-                a.requires_grad_(True)
-
     def _prepare(self, v: torch.Tensor) -> torch.Tensor:
         return v.contiguous(memory_format=torch.channels_last) if self.channels_last else v
 
@@ -147,7 +131,7 @@ class SearchEngine:
     def train_step(self, vw: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Update the weights on the weight-half views; returns the detached loss."""
         self.w_optimizer.zero_grad(set_to_none=True)
-        with self._alphas_frozen(), self._autocast():
+        with frozen(self.architect.alphas), self._autocast():
             loss = self.objective(*vw)
         grads = torch.autograd.grad(loss, self.weights, allow_unused=True)
         for p, g in zip(self.weights, grads):

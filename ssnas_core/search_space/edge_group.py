@@ -138,7 +138,7 @@ class _Mix(torch.autograd.Function):
       where oneDNN's BN and conv backward take a 3x slower path on any other layout), summed over the ``k``
       edges for a shared ``y_p``;
     * ``dw_p = sum(grad * y_p)`` over all but the edge axis, only when the weights need a gradient (not in the
-      weight step, which runs with the alphas frozen); off the CPU for all ``p`` at once (the ``y_p`` stacked).
+      weight-only gradients, taken with the alphas frozen); off the CPU for all ``p`` at once (the ``y_p`` stacked).
     """
 
     @staticmethod
@@ -168,13 +168,12 @@ class _Mix(torch.autograd.Function):
                     torch.sum(grad * w, dim=1, keepdim=True, out=dy)
             dys.append(dy)
         dws: list[torch.Tensor | None] = [None] * n
-        if not any(need[n:]):
-            pass
-        elif not (grad.device.type != "cpu" if STACK_WEIGHT_GRADS is None else STACK_WEIGHT_GRADS):
-            dws = [(grad * y).sum((0, 2, 3, 4), keepdim=True) for y in ys]
-        else:  # all weights' gradients at once: one stack, one product, one sum
+        stack = grad.device.type != "cpu" if STACK_WEIGHT_GRADS is None else STACK_WEIGHT_GRADS
+        if any(need[n:]) and stack:  # all weights' gradients at once: one stack, one product, one sum
             stacked = torch.stack([y.expand_as(grad) for y in ys])
             dws = list((stacked * grad).sum((1, 3, 4, 5), keepdim=True).unbind(0))
+        elif any(need[n:]):
+            dws = [(grad * y).sum((0, 2, 3, 4), keepdim=True) for y in ys]
         return (None, *dys, *dws)
 
 
