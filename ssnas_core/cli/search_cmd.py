@@ -184,9 +184,11 @@ def _train(cfg: RunConfig, setup: Any, tracker: Tracker, run_id: str, resumed: b
         while engine.epoch < last:
             with progress_bar(engine.steps_per_epoch, f"epoch {engine.epoch + 1}/{cfg.search.epochs}") as bar:
                 report = engine.run_epoch(progress=bar)
+            # Metrics before the checkpoint: a kill between the two replays the epoch on resume (bit for bit) and
+            # the tracker skips the steps it already holds; the other order lost the epoch's metrics for good.
+            _log_epoch(tracker, report, cfg, primitives)
             save_checkpoint(run_dir / "checkpoints", {"engine": engine.state_dict(), "config": flat,
                                                        "config_sha": config_sha(cfg), "run_id": run_id})
-            _log_epoch(tracker, report, cfg, primitives)
             print(_epoch_line(report), file=sys.stderr)
             artifacts.epoch(report, engine.alpha_history, final=engine.epoch == last)
             tracker.log_artifact(run_dir / "checkpoints" / LAST, "checkpoints")
