@@ -10,9 +10,10 @@ against the zero-one loss as FairDARTS balances cross-entropy against it, see
                  - xi * [grad_alpha L_train(w+, alpha) - grad_alpha L_train(w-, alpha)] / (2 eps)
 
 where ``w+- = w +- eps * grad_w' L_val(w', alpha)`` and ``eps = 0.01 / ||grad_w' L_val||``.
-``xi`` is the current weight learning rate. The norm is clamped away from 0 so a
-zero gradient gives a zero Hessian term instead of inf/NaN (khanrc/pt.darts
-architect.py divides by it unguarded). No host synchronisation happens here.
+``xi`` is the current weight learning rate (a device tensor in the engine). The norm is clamped away from 0
+so a zero gradient gives a zero Hessian term instead of inf/NaN (khanrc/pt.darts architect.py divides by it
+unguarded). No host synchronisation happens here, and the weight shifts are multi-tensor (``_foreach``)
+operations on a persistent backup buffer.
 """
 
 from __future__ import annotations
@@ -30,8 +31,7 @@ Objective = Callable[[], torch.Tensor]
 
 def _norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
     """The L2 norm of a list of tensors taken as one vector (no host sync)."""
-    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(t.float()) for t in tensors]))
-
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm([t.float() for t in tensors])))
 
 
 @contextlib.contextmanager
@@ -49,6 +49,7 @@ def frozen(params: Sequence[torch.Tensor]) -> Iterator[None]:
     finally:
         for p in params:
             p.requires_grad_(True)
+
 
 class Architect:
     """Updates the alphas with their own optimiser (Adam, as in DARTS).
@@ -72,8 +73,10 @@ class Architect:
         self.w01 = w01
         self.order = order
         self.ssl_scale = ssl_scale
+        self._backup: list[torch.Tensor] | None = None  # the weights before the virtual step (second order)
 
-    def step(self, val_loss: Objective, train_loss: Objective, xi: float) -> dict[str, torch.Tensor]:
+    def step(self, val_loss: Objective, train_loss: Objective, xi: float | torch.Tensor
+             ) -> dict[str, torch.Tensor]:
         """One alpha update. ``val_loss``/``train_loss`` recompute the SSL loss on the alpha/weight batch.
 
         Returns:
@@ -87,50 +90,52 @@ class Architect:
             grads = list(torch.autograd.grad(loss * self.ssl_scale, self.alphas))
         else:
             loss, grads = self._unrolled(val_loss, train_loss, xi)
-            grads = [g * self.ssl_scale for g in grads]
+            grads = list(torch._foreach_mul(grads, self.ssl_scale))
         with torch.no_grad():
             l01 = zero_one_loss(self.alphas)
         total = loss.detach() * self.ssl_scale
         share = torch.zeros((), device=l01.device)
         if self.w01 > 0:
             # The zero-one term's gradient is closed-form on the alphas alone: no second backward.
-            g01 = [self.w01 * g for g in zero_one_grad(self.alphas)]
+            g01 = list(torch._foreach_mul(list(zero_one_grad(self.alphas)), self.w01))
             share = _norm(g01) / _norm(grads).clamp_min(1e-30)
-            grads = [g + h for g, h in zip(grads, g01)]
+            grads = list(torch._foreach_add(grads, g01))
             total = total + self.w01 * l01.detach()
         for a, g in zip(self.alphas, grads):
             a.grad = g
         self.optimizer.step()
         return {"ssl": loss.detach(), "zero_one": l01.detach(), "arch": total, "grad_share_01": share}
 
-    @torch.no_grad()
-    def _shift(self, direction: Sequence[torch.Tensor], scale: float | torch.Tensor) -> None:
-        for w, d in zip(self.weights, direction):
-            w.add_(d * scale)
-
-    def _unrolled(self, val_loss: Objective, train_loss: Objective, xi: float
+    def _unrolled(self, val_loss: Objective, train_loss: Objective, xi: float | torch.Tensor
                   ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        backup = [w.detach().clone() for w in self.weights]
-        with torch.enable_grad(), frozen(self.alphas):
-            g_train = torch.autograd.grad(train_loss(), self.weights, allow_unused=True)
-        g_train = [torch.zeros_like(w) if g is None else g for w, g in zip(self.weights, g_train)]
-        self._shift(g_train, -xi)  # w' = w - xi * grad_w L_train
-        loss = val_loss()
-        g = torch.autograd.grad(loss, self.alphas + self.weights, allow_unused=True)
-        d_alpha = [torch.zeros_like(a) if x is None else x for a, x in zip(self.alphas, g[: len(self.alphas)])]
-        d_w = [torch.zeros_like(w) if x is None else x for w, x in zip(self.weights, g[len(self.alphas):])]
+        w = self.weights
+        if self._backup is None:
+            self._backup = [torch.empty_like(p) for p in w]
         with torch.no_grad():
-            for w, b in zip(self.weights, backup):
-                w.copy_(b)
-        norm = torch.sqrt(sum((d.double().pow(2).sum() for d in d_w), torch.zeros((), dtype=torch.float64,
-                                                                                  device=d_w[0].device)))
-        eps = (0.01 / norm.clamp_min(1e-12)).to(d_w[0].dtype)
-        self._shift(d_w, eps)
+            torch._foreach_copy_(self._backup, w)
+        with torch.enable_grad(), frozen(self.alphas):
+            g_train = torch.autograd.grad(train_loss(), w, allow_unused=True)
+        g_train = [torch.zeros_like(p) if g is None else g for p, g in zip(w, g_train)]
+        if isinstance(xi, torch.Tensor):
+            xi = xi.to(w[0].dtype)
+        with torch.no_grad():
+            torch._foreach_sub_(w, torch._foreach_mul(g_train, xi))  # w' = w - xi * grad_w L_train
+        loss = val_loss()
+        g = torch.autograd.grad(loss, self.alphas + w, allow_unused=True)
+        d_alpha = [torch.zeros_like(a) if x is None else x for a, x in zip(self.alphas, g[: len(self.alphas)])]
+        d_w = [torch.zeros_like(p) if x is None else x for p, x in zip(w, g[len(self.alphas):])]
+        with torch.no_grad():
+            torch._foreach_copy_(w, self._backup)
+            norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(d_w)).double())
+            eps = (0.01 / norm.clamp_min(1e-12)).to(d_w[0].dtype)
+            shift = torch._foreach_mul(d_w, eps)
+            torch._foreach_add_(w, shift)  # w+ = w + eps * grad_w' L_val
         g_pos = torch.autograd.grad(train_loss(), self.alphas)
-        self._shift(d_w, -2 * eps)
+        with torch.no_grad():
+            torch._foreach_add_(w, shift, alpha=-2.0)  # w- = w - eps * grad_w' L_val
         g_neg = torch.autograd.grad(train_loss(), self.alphas)
         with torch.no_grad():
-            for w, b in zip(self.weights, backup):
-                w.copy_(b)
-        hessian = [(p - n) / (2 * eps) for p, n in zip(g_pos, g_neg)]
-        return loss, [d - xi * h for d, h in zip(d_alpha, hessian)]
+            torch._foreach_copy_(w, self._backup)
+            hessian = torch._foreach_sub(g_pos, g_neg)
+            torch._foreach_div_(hessian, 2 * eps)
+            return loss, list(torch._foreach_sub(d_alpha, torch._foreach_mul(hessian, xi)))

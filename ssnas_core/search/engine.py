@@ -1,9 +1,10 @@
 """The search engine: one epoch = for each step, an alpha update on the alpha half, then a weight update.
 
-Designed so a whole step can later be captured as a CUDA graph: static shapes
-(drop_last), data and augmentation on the device, no host synchronisation
-inside a step. Per-step losses go to a device buffer read once per epoch,
-which is also where the NaN guard looks.
+Designed so a whole step can later be captured as a CUDA graph (``SearchEngine.captured_step``): static
+shapes (drop_last), data and augmentation on the device, the batch read from static device buffers, the
+learning rates and Adam's step count in device tensors (``search.optim``), no host synchronisation inside a
+step (``tests/test_search_optim.py`` counts them). Per-step losses go to a device buffer read once per
+epoch, which is also where the NaN guard looks.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ssnas_core.config import SearchConfig
 from ssnas_core.errors import DivergenceError
 from ssnas_core.search.architect import Architect, frozen
 from ssnas_core.search.objective import SearchObjective
+from ssnas_core.search.optim import DeviceAdam, DeviceSGD
 from ssnas_core.search.schedule import cosine_lr, epoch_seed
 from ssnas_core.search_space.genotype import Genotype, decided_fraction, fallback_nodes
 from ssnas_core.search_space.supernet import Supernet
@@ -82,12 +84,11 @@ class SearchEngine:
         alphas = self.supernet.alphas()
         ids = {id(a) for a in alphas}
         self.weights = [p for p in objective.parameters() if id(p) not in ids]
-        # foreach: one multi-tensor kernel per update stage instead of a few per parameter
-        self.w_optimizer = torch.optim.SGD(self.weights, lr=cfg.lr, momentum=cfg.momentum,
-                                           weight_decay=cfg.weight_decay, foreach=True)
+        # Multi-tensor updates, the learning rate and Adam's step count on the device: no host sync (optim.py).
+        self.w_optimizer = DeviceSGD(self.weights, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         # Per relaxation, its reference's settings unless given (SearchConfig.arch_adam_lr/_betas).
-        self.a_optimizer = torch.optim.Adam(alphas, lr=cfg.arch_adam_lr(), betas=cfg.arch_adam_betas(),
-                                            weight_decay=cfg.arch_weight_decay, foreach=True)
+        self.a_optimizer = DeviceAdam(alphas, lr=cfg.arch_adam_lr(), betas=cfg.arch_adam_betas(),
+                                      weight_decay=cfg.arch_weight_decay)
         w01 = cfg.w01 if self.supernet.relaxation == "sigmoid" else 0.0
         self.architect = Architect(alphas, self.weights, self.a_optimizer, w01, cfg.arch_order,
                                    ssl_scale=cfg.arch_ssl_scale())
@@ -97,6 +98,12 @@ class SearchEngine:
         self.epoch = 0
         self.global_step = 0
         self.alpha_history: list[dict[str, torch.Tensor]] = []
+        # The step reads its batch from these (x_w, y_w, x_a, y_a): fixed addresses, as a CUDA graph needs.
+        b = cfg.batch_size
+        self.static_batch = (data.x_w.new_empty((b, *data.x_w.shape[1:])), data.y_w.new_empty((b, *data.y_w.shape[1:])),
+                             data.x_a.new_empty((b, *data.x_a.shape[1:])), data.y_a.new_empty((b, *data.y_a.shape[1:])))
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # static shapes: the autotuned algorithms are reused
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.cfg.amp == "bf16":
@@ -115,9 +122,10 @@ class SearchEngine:
             iw, ia = perm_w[s * b:(s + 1) * b], perm_a[s * b:(s + 1) * b]
             yield self.data.x_w[iw], self.data.y_w[iw], self.data.x_a[ia], self.data.y_a[ia]
 
-    def arch_step(self, vw: tuple[torch.Tensor, ...], va: tuple[torch.Tensor, ...], lr: float
+    def arch_step(self, vw: tuple[torch.Tensor, ...], va: tuple[torch.Tensor, ...], lr: torch.Tensor
                   ) -> dict[str, torch.Tensor]:
-        """Update the alphas on the alpha-half views ``va`` (``vw`` for the second-order term)."""
+        """Update the alphas on the alpha-half views ``va`` (``vw`` for the second-order term; ``lr``, the
+        weight learning rate as a device tensor, is its virtual step)."""
         def val_loss() -> torch.Tensor:
             with self._autocast():
                 return self.objective(*va)
@@ -141,16 +149,26 @@ class SearchEngine:
         self.w_optimizer.step()
         return loss.detach()
 
-    def step(self, batch: tuple[torch.Tensor, ...], lr: float, aug: torch.Generator) -> torch.Tensor:
-        """One search step on ``(x_w, y_w, x_a, y_a)``: views, alpha update, weight update.
+    def step(self, batch: tuple[torch.Tensor, ...], lr: float | None, aug: torch.Generator) -> torch.Tensor:
+        """One search step on ``(x_w, y_w, x_a, y_a)``: copies it into ``static_batch``, sets the weight
+        learning rate (``None``: keep the current one) and runs ``captured_step``.
 
         Returns:
             (5,) device tensor of the step's losses and gradient share in ``COLUMNS`` order (no host sync).
         """
-        xw, yw, xa, ya = batch
+        for buffer, value in zip(self.static_batch, batch):
+            buffer.copy_(value)
+        if lr is not None:
+            self.w_optimizer.set_lr(lr)
+        return self.captured_step(aug)
+
+    def captured_step(self, aug: torch.Generator) -> torch.Tensor:
+        """The part of a step a CUDA graph would capture: views of ``static_batch`` drawn from ``aug``, alpha
+        update, weight update, with the learning rate read from its device tensor."""
+        xw, yw, xa, ya = self.static_batch
         vw = (*map(self._prepare, self.views(xw, aug)), yw)
         va = (*map(self._prepare, self.views(xa, aug)), ya)
-        arch = self.arch_step(vw, va, lr)
+        arch = self.arch_step(vw, va, self.w_optimizer.lr)
         loss = self.train_step(vw)
         return torch.stack([loss.float(), arch["ssl"].float(), arch["zero_one"].float(), arch["arch"].float(),
                             arch["grad_share_01"].float()])
@@ -159,13 +177,12 @@ class SearchEngine:
         """Train one epoch; raises ``DivergenceError`` (before any checkpoint) if anything became non-finite."""
         epoch, start = self.epoch, time.perf_counter()
         lr = cosine_lr(epoch, self.cfg.epochs, self.cfg.lr, self.cfg.lr_min)
-        for group in self.w_optimizer.param_groups:
-            group["lr"] = lr
+        self.w_optimizer.set_lr(lr)
         aug = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, epoch, 1))
         buffer = torch.zeros(self.steps_per_epoch, len(COLUMNS), device=self.device)
         self.objective.train()
         for s, batch in enumerate(self._batches(epoch)):
-            buffer[s] = self.step(batch, lr, aug)
+            buffer[s] = self.step(batch, None, aug)
             if progress is not None:
                 progress(s + 1, self.steps_per_epoch)
         return self._finish_epoch(buffer, lr, time.perf_counter() - start)
