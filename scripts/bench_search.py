@@ -229,10 +229,14 @@ GENOTYPE = """{"normal": [["sep_conv_3x3", 0, 2], ["skip_connect", 1, 2], ["dil_
 def offstep_seconds(engine: Any) -> float:
     """Seconds of one epoch's off-step work through a real MLflow store: checkpoint, metrics, plots, uploads."""
     from ssnas_core.checkpoint import LAST, save_checkpoint
-    from ssnas_core.cli.search_cmd import _log_epoch
     from ssnas_core.config import RunConfig, with_overrides
     from ssnas_core.search.artifacts import SearchArtifacts
     from ssnas_core.tracking.mlflow_adapter import MlflowTracker
+
+    try:
+        from ssnas_core.workflows.search import _log_epoch
+    except ImportError:  # a revision from before ssnas_core.workflows (--against)
+        from ssnas_core.cli.search_cmd import _log_epoch  # type: ignore[no-redef]
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg = with_overrides(RunConfig(), {"search.epochs": 1})

@@ -1,4 +1,5 @@
-"""ssnas from Python (notebooks, scripts): search, fine-tune, baseline and studies, the layer the CLI is over.
+"""ssnas from Python (notebooks, scripts): search, fine-tune, baseline and studies, the layer the CLI is over
+(``ssnas_core.workflows`` composes the runs; the CLI only parses flags into these calls).
 
 Each function takes a configuration and keyword overrides, an optional ``Tracker`` and returns a result object::
 
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from ssnas_core.config import RunConfig, flatten
+from ssnas_core.config import RunConfig, flatten, load_config_file
 from ssnas_core.errors import ConfigError
 from ssnas_core.search_space.genotype import Genotype
 from ssnas_core.tracking.base import Tracker
@@ -51,8 +52,6 @@ def options(config: Config = None, command: str = "search", **overrides: Any) ->
     Raises:
         ConfigError: an unknown key, an ambiguous plain name, or a config file that cannot be read.
     """
-    from ssnas_core.cli.args import load_config_file
-
     if config is None:
         given: dict[str, Any] = {}
     elif isinstance(config, RunConfig):
@@ -117,8 +116,8 @@ class SearchResult:
 def search(config: Config = None, *, tracker: Tracker | None = None, resume: str | None = None,
            **overrides: Any) -> SearchResult:
     """Search a cell architecture without labels (``ssnas search``); see the module's docstring."""
-    from ssnas_core.cli.search_cmd import run_search
     from ssnas_core.config import with_overrides
+    from ssnas_core.workflows.search import run_search
 
     given = options(config, "search", **overrides)
     if resume and tracker is not None:
@@ -142,7 +141,7 @@ def finetune(config: Config = None, *, search_run: str | None = None, genotype: 
         genotype: a ``genotype.json`` (``SearchResult.genotype_file``), with optional
         weights: a ``supernet.pt`` to inherit from (``SearchResult.weights_file``).
     """
-    from ssnas_core.cli.finetune_cmd import run_finetune
+    from ssnas_core.workflows.finetune import run_finetune
 
     given = options(config, "finetune", **overrides)
     return run_finetune(given, search_run, str(genotype) if genotype else None, str(weights) if weights else None,
@@ -152,7 +151,7 @@ def finetune(config: Config = None, *, search_run: str | None = None, genotype: 
 def baseline(model: str, config: Config = None, *, tracker: Tracker | None = None, **overrides: Any) -> Any:
     """Train a baseline (``resnet18``, ``resnet50``, ``resnet32``) on the fine-tune engine (``ssnas baseline``);
     returns a ``FinetuneResult``."""
-    from ssnas_core.cli.finetune_cmd import run_baseline
+    from ssnas_core.workflows.finetune import run_baseline
 
     return run_baseline(options(config, "baseline", **overrides), model, tracker=tracker)
 
@@ -177,16 +176,12 @@ def study(kind: str, config: Config = None, *, storage: str, n_trials: int | Non
     ``kind`` (``tune_finetune``, ``tune_search`` or ``compare_methods``, as ``ssnas study --help`` describes) on
     ``storage`` (an Optuna RDB URL); trials are MLflow runs as the configuration's tracking says. In a study, plain
     names that both search and fine-tune have are ambiguous: write ``finetune__epochs=...``."""
-    import argparse
+    from ssnas_core.workflows.study import run_study_workflow
 
-    from ssnas_core.cli.study_cmd import run
-
-    given = options(config, "study", **overrides)
-    args = argparse.Namespace(name=kind, study_name=study_name, storage=storage, n_trials=n_trials, timeout=timeout,
-                              sampler=sampler, pruner=pruner, seeds=seeds, search_run=search_run, genotype=genotype,
-                              weights=weights, width=width, cells=cells, heartbeat=heartbeat,
-                              study_command="run" if create else "worker")
-    name = run(args, given)
+    name = run_study_workflow(kind, options(config, "study", **overrides), storage=storage, create=create,
+                              study_name=study_name, n_trials=n_trials, timeout=timeout, sampler=sampler,
+                              pruner=pruner, seeds=seeds, search_run=search_run, genotype=genotype, weights=weights,
+                              width=width, cells=cells, heartbeat=heartbeat)
     return _study_result(name, storage)
 
 

@@ -414,3 +414,41 @@ def from_flat(flat: Mapping[str, Any]) -> RunConfig:
 def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
     """Keys whose values differ between two flat configs, as ``{key: (a, b)}``."""
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def load_config_file(path: str) -> dict[str, Any]:
+    """A YAML (.yaml/.yml) or TOML (.toml) file as dotted option keys (nested tables flattened); ``--config`` of
+    the CLI and ``config=`` of ``ssnas_core.api``."""
+    try:
+        text = open(path, encoding="utf-8").read()
+    except OSError as err:
+        raise ConfigError(f"--config {path} cannot be read ({err.strerror or err})") from err
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+
+            data: Any = tomllib.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+    except Exception as err:  # noqa: BLE001 - both parsers' errors: one line
+        raise ConfigError(f"--config {path} is not valid {'TOML' if path.endswith('.toml') else 'YAML'} "
+                          f"({' '.join(str(err).split())[:200]})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {path} must map option names to values, e.g. 'search.epochs: 50'")
+
+    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            key = f"{prefix}{str(k).replace('-', '_')}"
+            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
+        return out
+
+    options = flat(data)
+    known = flatten(RunConfig())
+    unknown = sorted(k for k in options if k not in known)
+    if unknown:
+        raise ConfigError(f"--config {path}: unknown option(s) {unknown}; keys are the dotted flags, e.g. "
+                          "search.epochs, finetune.loss, data.dataset, seed")
+    return options

@@ -11,7 +11,7 @@ FT_KEYS = ("data.", "finetune.", "seed", "device")
 
 def search_locally(overrides: dict[str, Any], ctx: Any) -> Path:
     """Run a search with tracking off (its files stay in the work dir); returns its artifacts folder."""
-    from ssnas_core.cli.search_cmd import run_search
+    from ssnas_core.workflows.search import run_search
 
     search = {k: v for k, v in overrides.items() if not k.startswith("finetune.")}
     run_id = run_search({**search, "tracking.enabled": False, "tracking.work_dir": str(ctx.work_dir)})
@@ -21,7 +21,7 @@ def search_locally(overrides: dict[str, Any], ctx: Any) -> Path:
 def finetune_into(overrides: dict[str, Any], run: Any, genotype: Path, weights: Path | None,
                   width: int | None, cells: int | None, tags: dict[str, str] | None = None) -> float:
     """Fine-tune ``genotype`` (inheriting ``weights``) into the trial's run; returns the best val metric."""
-    from ssnas_core.cli.finetune_cmd import SEARCH_KEYS, _finetune_run, prepare
+    from ssnas_core.workflows.finetune import SEARCH_KEYS, _finetune_run, prepare
 
     ft = {k: v for k, v in overrides.items() if k.startswith(FT_KEYS)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -35,9 +35,9 @@ def finetune_into(overrides: dict[str, Any], run: Any, genotype: Path, weights: 
 def baseline_into(overrides: dict[str, Any], run: Any, model_name: str, tags: dict[str, str]) -> float:
     """Train a baseline into the trial's run; returns the best val metric."""
     from ssnas_core.baselines.models import create_baseline
-    from ssnas_core.cli.finetune_cmd import _finetune_run
     from ssnas_core.config import RunConfig, with_overrides
     from ssnas_core.finetune.setup import build_finetune, load_data
+    from ssnas_core.workflows.finetune import _finetune_run
 
     cfg = with_overrides(RunConfig(), {k: v for k, v in overrides.items() if k.startswith(FT_KEYS)})
     dataset = load_data(cfg)

@@ -28,8 +28,8 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
-from ssnas_core.cli.runs import owner_tag
 from ssnas_core.errors import ConfigError, DivergenceError, TrackingError, TrialStopped, first_line
+from ssnas_core.workflows.runs import owner_tag
 from studies import load_study_module
 
 warnings.filterwarnings("ignore", category=ExperimentalWarning)  # retry_history is experimental since 3.0

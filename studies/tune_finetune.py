@@ -40,7 +40,7 @@ def run_trial(overrides: dict[str, Any], ctx: Any, run: Any) -> float:
     """Fine-tune with ``overrides`` into the trial's MLflow run; returns the best val metric."""
     import tempfile
 
-    from ssnas_core.cli.finetune_cmd import SEARCH_KEYS, _finetune_run, prepare
+    from ssnas_core.workflows.finetune import SEARCH_KEYS, _finetune_run, prepare
 
     with tempfile.TemporaryDirectory() as tmp:
         cfg, setup, genotype, params = prepare(overrides, ctx.search_run, ctx.genotype, ctx.weights, ctx.width,

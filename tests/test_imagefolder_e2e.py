@@ -69,7 +69,7 @@ def test_imagefolder_by_path_searches_finetunes_registers_and_downloads(workdir:
 
 @pytest.mark.parametrize("name", ["imagefolder:/x/y/"])
 def test_experiment_default_uses_the_safe_name(name: str) -> None:
-    from ssnas_core.cli.runs import resolve_experiment
     from ssnas_core.config import RunConfig
+    from ssnas_core.workflows.runs import resolve_experiment
 
     assert resolve_experiment(RunConfig(), name) == "ssnas-imagefolder-y"

@@ -109,8 +109,8 @@ def _engine(**overrides: Any) -> Any:
     return build_search(cfg, dataset=data).engine
 
 
-@pytest.mark.parametrize(("relaxation", "ssl", "order"), [("sigmoid", "barlow-twins", 1), ("sigmoid", "barlow-twins", 2),
-                                                          ("softmax", "simclr", 2)])
+@pytest.mark.parametrize(("relaxation", "ssl", "order"),
+                         [("sigmoid", "barlow-twins", 1), ("sigmoid", "barlow-twins", 2), ("softmax", "simclr", 2)])
 def test_a_search_step_makes_no_host_sync(relaxation: str, ssl: str, order: int) -> None:
     engine = _engine(**{"search.relaxation": relaxation, "search.ssl": ssl, "search.arch_order": order})
     aug = torch.Generator().manual_seed(0)

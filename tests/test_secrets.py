@@ -72,9 +72,9 @@ def test_a_password_in_the_tracking_uri_is_stored_nowhere(store) -> None:
 
 
 def test_resume_asks_for_the_store_whose_password_was_not_saved(monkeypatch) -> None:
-    from ssnas_core.cli.search_cmd import _resume_config
     from ssnas_core.config import RunConfig, flatten, shareable, with_overrides
     from ssnas_core.errors import ConfigError
+    from ssnas_core.workflows.search import _resume_config
 
     cfg = with_overrides(RunConfig(), {"tracking.tracking_uri": f"postgresql://u:{SECRET}@db/mlflow"})
     state = {"config": shareable(flatten(cfg))}

@@ -119,7 +119,8 @@ def test_four_workers_share_one_study_and_each_trial_has_one_run(pg) -> None:
 
 def test_a_killed_worker_trial_fails_is_retried_and_resumes(pg) -> None:
     storage, store, work = pg
-    common = ("--n-trials", "3", "--epochs", "4", "--heartbeat", "1", "--pruner", "none")
+    # trials long enough (10 epochs) that the first worker cannot finish all three before the second starts
+    common = ("--n-trials", "3", "--epochs", "10", "--heartbeat", "1", "--pruner", "none")
     first = _study("run", storage, work, *common)
     _wait_for_study(storage, first)
     victim = _study("worker", storage, work, *common)

@@ -1,4 +1,5 @@
-"""The ``ssnas`` command line: the composition root.
+"""The ``ssnas`` command line: flags parsed into ``ssnas_core.api`` calls (runs are composed in
+``ssnas_core.workflows``), plus the platform, registry, report and run-maintenance commands.
 
 Bad input (any ``SsnasError``) prints one line ``ssnas: error: ...`` and exits
 with status 2; a diverged run exits 1 with its MLflow run marked FAILED; an
@@ -247,9 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(run_report(args.experiment, args.tracking_uri, args.out, args.mode, args.runs_file))
             return 0
         if args.command == "study":
-            from ssnas_core.cli.study_cmd import run
+            from ssnas_core import api
 
-            run(args, given_overrides(args))
+            api.study(args.name, given_overrides(args), storage=args.storage, create=args.study_command == "run",
+                      study_name=args.study_name, n_trials=args.n_trials, timeout=args.timeout, sampler=args.sampler,
+                      pruner=args.pruner, seeds=args.seeds, search_run=args.search_run, genotype=args.genotype,
+                      weights=args.weights, width=args.width, cells=args.cells, heartbeat=args.heartbeat)
             return 0
         if args.command == "platform":
             from pathlib import Path

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from ssnas_core.config import RunConfig, flatten
+from ssnas_core.config import RunConfig, load_config_file
 
 SHORT_FLAGS = {
     "data.dataset": "--dataset", "data.data_root": "--data-root", "data.imbalance_factor": "--imbalance-factor",
@@ -85,42 +85,3 @@ def given_overrides(ns: argparse.Namespace) -> dict[str, Any]:
     given = {k: v for k, v in vars(ns).items() if "." in k or k in ("seed", "device")}
     path = getattr(ns, "config_file", None)
     return {**load_config_file(path), **given} if path else given
-
-
-def load_config_file(path: str) -> dict[str, Any]:
-    """A YAML (.yaml/.yml) or TOML (.toml) file as dotted option keys (nested tables flattened)."""
-    from ssnas_core.errors import ConfigError
-
-    try:
-        text = open(path, encoding="utf-8").read()
-    except OSError as err:
-        raise ConfigError(f"--config {path} cannot be read ({err.strerror or err})") from err
-    try:
-        if path.endswith(".toml"):
-            import tomllib
-
-            data: Any = tomllib.loads(text)
-        else:
-            import yaml
-
-            data = yaml.safe_load(text) or {}
-    except Exception as err:  # noqa: BLE001 - both parsers' errors: one line
-        raise ConfigError(f"--config {path} is not valid {'TOML' if path.endswith('.toml') else 'YAML'} "
-                          f"({' '.join(str(err).split())[:200]})") from err
-    if not isinstance(data, dict):
-        raise ConfigError(f"--config {path} must map option names to values, e.g. 'search.epochs: 50'")
-
-    def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for k, v in d.items():
-            key = f"{prefix}{str(k).replace('-', '_')}"
-            out.update(flat(v, key + ".") if isinstance(v, dict) else {key: v})
-        return out
-
-    options = flat(data)
-    known = flatten(RunConfig())
-    unknown = sorted(k for k in options if k not in known)
-    if unknown:
-        raise ConfigError(f"--config {path}: unknown option(s) {unknown}; keys are the dotted flags, e.g. "
-                          "search.epochs, finetune.loss, data.dataset, seed")
-    return options

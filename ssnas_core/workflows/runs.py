@@ -1,4 +1,4 @@
-"""Opening MLflow runs for the commands (the only CLI module that touches the MLflow adapter)."""
+"""Opening MLflow runs for the workflows: experiment and run names, resume, how a run ends."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""``ssnas search``: compose data, engine, tracker and checkpoints; resume into the same run."""
+"""A tracked search (``ssnas search``, ``api.search``): compose data, engine, tracker and checkpoints; resume into
+the same run."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from typing import Any
 
 from ssnas_core import lease
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
-from ssnas_core.cli.progress import progress_bar
-from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment, run_name
 from ssnas_core.config import (
     RUNTIME_KEYS,
     SEARCH_SECTIONS,
@@ -30,6 +29,8 @@ from ssnas_core.search.engine import EpochReport
 from ssnas_core.search.setup import build_search
 from ssnas_core.search_space.network import count_parameters
 from ssnas_core.tracking.base import Tracker
+from ssnas_core.workflows.progress import progress_bar
+from ssnas_core.workflows.runs import ending, open_tracker, resolve_experiment, run_name
 
 
 def method_name(cfg: RunConfig) -> str:
@@ -116,7 +117,7 @@ def run_search(overrides: dict[str, Any], resume: str | None = None, tracker: Tr
     if resume:
         run_dir = Path(cfg.tracking.work_dir) / resume
         if not (run_dir / "checkpoints" / LAST).exists() and cfg.tracking.enabled:
-            from ssnas_core.cli.runs import fetch_checkpoint
+            from ssnas_core.workflows.runs import fetch_checkpoint
 
             fetch_checkpoint(cfg, resume, run_dir / "checkpoints")  # an unknown run fails here, leaving nothing
         if not run_dir.is_dir():

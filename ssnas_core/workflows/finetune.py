@@ -1,4 +1,5 @@
-"""``ssnas finetune``: derived network from a search run (or genotype file), focal + logit adjustment, registry."""
+"""A tracked fine-tune or baseline (``ssnas finetune``/``baseline``, ``api.finetune``/``baseline``): derived network
+from a search run (or genotype file), the fine-tune loss, evaluation, registry."""
 
 from __future__ import annotations
 
@@ -15,9 +16,6 @@ import numpy as np
 import torch
 
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
-from ssnas_core.cli.progress import progress_bar
-from ssnas_core.cli.runs import ending, open_tracker, resolve_experiment, run_name, tracking_uri
-from ssnas_core.cli.search_cmd import unconverged_warning
 from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, shareable, with_overrides
 from ssnas_core.errors import ConfigError, first_line
 from ssnas_core.evaluation.metrics import MULTILABEL, classification_metrics
@@ -32,6 +30,9 @@ from ssnas_core.search_space.genotype import Genotype, fallback_nodes
 from ssnas_core.search_space.network import count_parameters
 from ssnas_core.search_space.primitives import FAIRDARTS_PRIMITIVES, PRIMITIVES
 from ssnas_core.tracking.base import Tracker
+from ssnas_core.workflows.progress import progress_bar
+from ssnas_core.workflows.runs import ending, open_tracker, resolve_experiment, run_name, tracking_uri
+from ssnas_core.workflows.search import unconverged_warning
 
 # Data settings a fine-tune takes from its search run unless given on the command line.
 INHERITED_DATA = ("data.dataset", "data.data_root", "data.size", "data.imbalance_factor")
