@@ -102,6 +102,9 @@ class SearchEngine:
         b = cfg.batch_size
         self.static_batch = (data.x_w.new_empty((b, *data.x_w.shape[1:])), data.y_w.new_empty((b, *data.y_w.shape[1:])),
                              data.x_a.new_empty((b, *data.x_a.shape[1:])), data.y_a.new_empty((b, *data.y_a.shape[1:])))
+        # One augmentation generator, re-seeded each epoch (the same draws as a fresh one): a CUDA graph registers
+        # a generator once (CUDAGraph.register_generator_state), so it must outlive the epoch.
+        self.aug_generator = torch.Generator(device=self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # static shapes: the autotuned algorithms are reused
 
@@ -178,7 +181,7 @@ class SearchEngine:
         epoch, start = self.epoch, time.perf_counter()
         lr = cosine_lr(epoch, self.cfg.epochs, self.cfg.lr, self.cfg.lr_min)
         self.w_optimizer.set_lr(lr)
-        aug = torch.Generator(device=self.device).manual_seed(epoch_seed(self.seed, epoch, 1))
+        aug = self.aug_generator.manual_seed(epoch_seed(self.seed, epoch, 1))
         buffer = torch.zeros(self.steps_per_epoch, len(COLUMNS), device=self.device)
         self.objective.train()
         for s, batch in enumerate(self._batches(epoch)):
