@@ -115,6 +115,7 @@ def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: st
     state = searched if cfg.finetune.inherit else None
     if state is not None:
         check_head(state, dataset.n_classes)
+    torch.manual_seed(cfg.seed)  # the initialisation of what is not inherited (the head, or all of it)
     model, inherited = build_derived(genotype, dataset, width, cells, state)
     if state is not None and not inherited:
         raise ConfigError(f"--weights match no tensor of the derived network (width {width}, cells {cells}): "
@@ -286,6 +287,7 @@ def run_baseline(overrides: dict[str, Any], model_name: str, tracker: Tracker | 
 
     cfg = with_overrides(RunConfig(), overrides)
     dataset = load_data(cfg)
+    torch.manual_seed(cfg.seed)  # the initialisation
     model = create_baseline(model_name, dataset.n_channels, dataset.n_classes, dataset.size)
     setup = build_finetune(cfg, model, dataset, [])
     tags = {"ssnas.stage": "baseline", "ssnas.method": f"{model_name}-{cfg.finetune.loss}",
