@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import inspect
 import json
 import os
 import resource
@@ -175,7 +176,8 @@ def bench_finetune(args: argparse.Namespace, batch_size: int) -> dict[str, objec
                                        "finetune.epochs": 2, "finetune.channels_last": args.channels_last,
                                        "finetune.amp": args.amp, "data.size": args.size})
     genotype = Genotype.from_json(GENOTYPE)
-    model, _ = build_derived(genotype, data, args.width, 3, None)
+    seeded = {"seed": 0} if "seed" in inspect.signature(build_derived).parameters else {}  # older revisions: none
+    model, _ = build_derived(genotype, data, args.width, 3, None, **seeded)
     setup = build_finetune(cfg, model, data, [])
     engine, device = setup.engine, setup.device
     engine.run_epoch()  # warm-up

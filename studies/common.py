@@ -34,14 +34,13 @@ def finetune_into(overrides: dict[str, Any], run: Any, genotype: Path, weights: 
 
 def baseline_into(overrides: dict[str, Any], run: Any, model_name: str, tags: dict[str, str]) -> float:
     """Train a baseline into the trial's run; returns the best val metric."""
-    from ssnas_core.baselines.models import create_baseline
     from ssnas_core.config import RunConfig, with_overrides
-    from ssnas_core.finetune.setup import build_finetune, load_data
+    from ssnas_core.finetune.setup import build_baseline, build_finetune, load_data
     from ssnas_core.workflows.finetune import _finetune_run
 
     cfg = with_overrides(RunConfig(), {k: v for k, v in overrides.items() if k.startswith(FT_KEYS)})
     dataset = load_data(cfg)
-    model = create_baseline(model_name, dataset.n_channels, dataset.n_classes, dataset.size)
+    model = build_baseline(model_name, dataset, seed=cfg.seed)
     setup = build_finetune(cfg, model, dataset, [])
     run.tracker.set_tags({"ssnas.dataset": dataset.name, **tags})
     return _finetune_run(cfg, setup, None, run.tracker, run.run_id, run.hook, run.checkpoints, register=False).val

@@ -184,7 +184,7 @@ def test_multilabel_finetune_uses_sigmoid_forms() -> None:
 
     data = make_synthetic(n_train=64, n_val=32, n_test=32, n_classes=3, multilabel=True, seed=0)
     cfg = with_overrides(RunConfig(), {"device": "cpu", "finetune.epochs": 1, "finetune.batch_size": 16})
-    model, _ = build_derived(Supernet(1, 4).genotype(), data, 4, 3, None)
+    model, _ = build_derived(Supernet(1, 4).genotype(), data, 4, 3, None, seed=0)
     setup = build_finetune(cfg, model, data, [])
     assert torch.isfinite(torch.tensor(setup.engine.run_epoch()))
     y, score = setup.engine.evaluate("test")

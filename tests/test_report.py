@@ -124,3 +124,13 @@ def test_per_method_table_names_post_hoc_runs_as_such() -> None:
     assert method_label(_ft("fairdarts-bt", "focal-la", 0, 0.85, posthoc=-0.8, raw=0.88)) == \
         "fairdarts-bt + focal-la + post-hoc tau (rho=10)"
     assert method_label(_ft("fairdarts-bt", "focal-la", 0, 0.88)) == "fairdarts-bt + focal-la (rho=10)"
+
+
+def test_per_method_table_names_the_imbalance_factor_of_every_row_when_runs_mix_factors() -> None:
+    from ssnas_core.evaluation.report import summarize
+
+    released = [_ft("fairdarts-bt", "ce-la", 0, 0.9, rho="1.0")]
+    assert [r["method"] for r in summarize(released)] == ["fairdarts-bt + ce-la"]  # one factor: no need to say
+    mixed = [*released, _ft("fairdarts-bt", "ce-la", 0, 0.8)]
+    assert [r["method"] for r in summarize(mixed)] == ["fairdarts-bt + ce-la (rho=1)",
+                                                       "fairdarts-bt + ce-la (rho=10)"]

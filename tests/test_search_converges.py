@@ -13,29 +13,23 @@ from ssnas_core.errors import ConfigError
 from ssnas_core.losses.barlow_twins import BarlowTwinsLoss
 from ssnas_core.losses.nt_xent import NTXentLoss
 from ssnas_core.losses.zero_one import zero_one_loss
-from ssnas_core.search.setup import build_search
 from ssnas_core.search_space.genotype import decided_fraction, derive_cell, fallback_nodes
 from ssnas_core.search_space.primitives import FAIRDARTS_PRIMITIVES, PRIMITIVES
 from ssnas_core.search_space.supernet import Supernet
 
-SMALL = {"data.dataset": "synthetic", "data.limit_train": 128, "search.batch_size": 16, "search.width": 4,
-         "search.projector": "64-64", "device": "cpu"}
-
-
-def _engine(**over):
-    return build_search(with_overrides(RunConfig(), {**SMALL, **over})).engine
+from .tiny import search_engine
 
 
 @pytest.mark.parametrize("relaxation, lr, betas", [("sigmoid", 3e-3, (0.9, 0.999)), ("softmax", 3e-4, (0.5, 0.999))])
 def test_each_relaxation_gets_its_references_optimiser(relaxation, lr, betas) -> None:
-    group = _engine(**{"search.relaxation": relaxation}).a_optimizer.param_groups[0]
+    group = search_engine(**{"search.relaxation": relaxation}).a_optimizer.param_groups[0]
     assert (group["lr"], group["betas"], group["weight_decay"]) == (lr, betas, 1e-3)
     flat = flatten(resolve(with_overrides(RunConfig(), {"search.relaxation": relaxation})))
     assert flat["search.arch_lr"] == lr and flat["search.arch_betas"] == f"{betas[0]:g},{betas[1]:g}"  # not "auto"
 
 
 def test_arch_lr_and_betas_override_the_reference() -> None:
-    group = _engine(**{"search.arch_lr": 1e-2, "search.arch_betas": "0.7,0.99"}).a_optimizer.param_groups[0]
+    group = search_engine(**{"search.arch_lr": 1e-2, "search.arch_betas": "0.7,0.99"}).a_optimizer.param_groups[0]
     assert (group["lr"], group["betas"]) == (1e-2, (0.7, 0.99))
     for bad in ("0.9", "1.2,0.9", "a,b"):
         with pytest.raises(ConfigError, match="arch-betas"):
@@ -84,7 +78,7 @@ def test_decided_and_fallback_on_hand_set_weights() -> None:
 
 
 def test_engine_reports_decided_fallback_and_share_each_epoch() -> None:
-    engine = _engine(**{"search.epochs": 1})
+    engine = search_engine(**{"search.epochs": 1})
     with torch.no_grad():
         engine.supernet.alpha_normal.fill_(-3.0)
         engine.supernet.alpha_normal[[0, 2, 5, 9], 1] = 3.0  # one strong op per node of the normal cell
@@ -98,7 +92,7 @@ def test_engine_reports_decided_fallback_and_share_each_epoch() -> None:
 def _share(ssl: str) -> float:
     """||grad w01 L01|| / ||grad s L_ssl|| on the alphas, sigmoids spread as after some search."""
     torch.manual_seed(0)
-    engine = _engine(**{"search.ssl": ssl, "search.projector": "512-512", "search.width": 8})
+    engine = search_engine(**{"search.ssl": ssl, "search.projector": "512-512", "search.width": 8})
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for a in engine.supernet.alphas():  # |sigmoid - 0.5| about 0.03
@@ -119,7 +113,7 @@ def test_zero_one_share_under_barlow_twins_is_of_the_order_it_has_under_ce() -> 
 
 
 def test_short_search_moves_alphas_beyond_the_old_optimisers_reach() -> None:
-    engine = _engine(**{"search.epochs": 3})
+    engine = search_engine(**{"search.epochs": 3})
     start = [a.detach().clone() for a in engine.supernet.alphas()]
     for _ in range(3):
         engine.run_epoch()

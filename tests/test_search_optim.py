@@ -15,10 +15,9 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from ssnas_core.config import RunConfig, with_overrides
-from ssnas_core.data.synthetic import make_synthetic
 from ssnas_core.search.optim import DeviceAdam, DeviceSGD
-from ssnas_core.search.setup import build_search
+
+from .tiny import search_engine
 
 
 def _params(dtype: torch.dtype = torch.float64) -> list[torch.Tensor]:
@@ -101,18 +100,10 @@ class _Syncs(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def _engine(**overrides: Any) -> Any:
-    data = make_synthetic(n_train=64, n_val=8, n_test=8, size=16, channels=1, seed=0)
-    cfg = with_overrides(RunConfig(), {"device": "cpu", "search.batch_size": 8, "search.width": 4,
-                                       "search.epochs": 2, "data.size": 16, **overrides})
-    torch.manual_seed(0)
-    return build_search(cfg, dataset=data).engine
-
-
 @pytest.mark.parametrize(("relaxation", "ssl", "order"),
                          [("sigmoid", "barlow-twins", 1), ("sigmoid", "barlow-twins", 2), ("softmax", "simclr", 2)])
 def test_a_search_step_makes_no_host_sync(relaxation: str, ssl: str, order: int) -> None:
-    engine = _engine(**{"search.relaxation": relaxation, "search.ssl": ssl, "search.arch_order": order})
+    engine = search_engine(**{"search.relaxation": relaxation, "search.ssl": ssl, "search.arch_order": order})
     aug = torch.Generator().manual_seed(0)
     batches = list(engine._batches(0))
     engine.step(batches[0], 0.025, aug)  # the first step creates the optimisers' state
@@ -123,7 +114,7 @@ def test_a_search_step_makes_no_host_sync(relaxation: str, ssl: str, order: int)
 
 
 def test_the_captured_step_reads_its_batch_and_learning_rate_from_fixed_device_tensors() -> None:
-    engine = _engine()
+    engine = search_engine()
     aug = torch.Generator().manual_seed(0)
     batches = list(engine._batches(0))
     addresses = [t.data_ptr() for t in (*engine.static_batch, engine.w_optimizer.lr)]

@@ -20,9 +20,12 @@ COLUMNS = (("params_m", "Params (M)"), ("test/acc", "ACC"), ("test/auc", "AUC"),
            ("test/balanced_acc", "Bal. ACC"), ("test/macro_f1", "Macro-F1"))
 
 
-def method_label(run: dict[str, Any]) -> str:
+def method_label(run: dict[str, Any], always_rho: bool = False) -> str:
     """``fairdarts-bt + focal-la`` for fine-tunes, ``resnet18-ce`` for baselines, with the imbalance factor;
-    ``+ post-hoc tau`` when the run's test figures are post-hoc adjusted (its plain ones are ``test_raw/*``)."""
+    ``+ post-hoc tau`` when the run's test figures are post-hoc adjusted (its plain ones are ``test_raw/*``).
+
+    The factor is left out when it is 1 (the data as released), unless ``always_rho`` (runs of several factors
+    side by side, where a bare name would read as "any factor")."""
     tags = run["tags"]
     name = tags.get("ssnas.method", "?")
     if tags.get("ssnas.stage") == "finetune":
@@ -30,7 +33,7 @@ def method_label(run: dict[str, Any]) -> str:
     if run["params"].get("finetune.tau_posthoc", "none") != "none":
         name += " + post-hoc tau"
     rho = tags.get("ssnas.imbalance_factor", "1.0")
-    return name if float(rho) == 1.0 else f"{name} (rho={float(rho):g})"
+    return name if float(rho) == 1.0 and not always_rho else f"{name} (rho={float(rho):g})"
 
 
 def _values(run: dict[str, Any]) -> dict[str, float]:
@@ -51,9 +54,11 @@ def summarize(runs: Sequence[dict[str, Any]], mode: str = "mean", select: str = 
     """
     groups: dict[str, list[dict[str, float]]] = defaultdict(list)
     fallback: dict[str, set[str]] = defaultdict(set)
+    several = len({float(run["tags"].get("ssnas.imbalance_factor", "1.0")) for run in runs}) > 1
     for run in runs:
-        groups[method_label(run)].append(_values(run))
-        fallback[method_label(run)].add(run["tags"].get("ssnas.fallback_nodes", "?")
+        label = method_label(run, always_rho=several)
+        groups[label].append(_values(run))
+        fallback[label].add(run["tags"].get("ssnas.fallback_nodes", "?")
                                         if run["tags"].get("ssnas.stage") == "finetune" else "-")
     rows = []
     for method, values in sorted(groups.items()):

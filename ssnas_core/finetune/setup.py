@@ -63,11 +63,23 @@ def _splits(dataset: ImageDataset, cfg: RunConfig, device: torch.device
 
 
 def build_derived(genotype: Genotype, dataset: ImageDataset, width: int, cells: int,
-                  supernet_state: Mapping[str, torch.Tensor] | None) -> tuple[nn.Module, list[str]]:
-    """The derived network with a linear head, inheriting the supernet's tensors when given."""
+                  supernet_state: Mapping[str, torch.Tensor] | None, *, seed: int) -> tuple[nn.Module, list[str]]:
+    """The derived network with a linear head, inheriting the supernet's tensors when given.
+
+    What is not inherited (the head, or all of it) is initialised from ``seed``, so a seed reproduces the run.
+    """
+    torch.manual_seed(seed)
     model = DerivedNetwork(genotype, dataset.n_channels, width, cells, dataset.size, dataset.n_classes)
     inherited = model.inherit_from(supernet_state) if supernet_state is not None else []
     return model, inherited
+
+
+def build_baseline(name: str, dataset: ImageDataset, *, seed: int) -> nn.Module:
+    """The baseline network ``name`` for ``dataset``, initialised from ``seed``."""
+    from ssnas_core.baselines.models import create_baseline
+
+    torch.manual_seed(seed)
+    return create_baseline(name, dataset.n_channels, dataset.n_classes, dataset.size)
 
 
 def check_head(state: Mapping[str, torch.Tensor], n_classes: int) -> None:

@@ -105,8 +105,6 @@ class SearchEngine:
         # One augmentation generator, re-seeded each epoch (the same draws as a fresh one): a CUDA graph registers
         # a generator once (CUDAGraph.register_generator_state), so it must outlive the epoch.
         self.aug_generator = torch.Generator(device=self.device)
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = True  # static shapes: the autotuned algorithms are reused
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.cfg.amp == "bf16":

@@ -24,7 +24,14 @@ from ssnas_core.finetune.portable import write_portable
 from ssnas_core.finetune.posthoc import fit_tau, prior_term
 from ssnas_core.finetune.report import write_outputs
 from ssnas_core.finetune.serving import ServingModel
-from ssnas_core.finetune.setup import FinetuneSetup, build_derived, build_finetune, check_head, load_data
+from ssnas_core.finetune.setup import (
+    FinetuneSetup,
+    build_baseline,
+    build_derived,
+    build_finetune,
+    check_head,
+    load_data,
+)
 from ssnas_core.search.artifacts import SUMMARY
 from ssnas_core.search_space.genotype import Genotype, fallback_nodes
 from ssnas_core.search_space.network import count_parameters
@@ -115,8 +122,7 @@ def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: st
     state = searched if cfg.finetune.inherit else None
     if state is not None:
         check_head(state, dataset.n_classes)
-    torch.manual_seed(cfg.seed)  # the initialisation of what is not inherited (the head, or all of it)
-    model, inherited = build_derived(genotype, dataset, width, cells, state)
+    model, inherited = build_derived(genotype, dataset, width, cells, state, seed=cfg.seed)
     if state is not None and not inherited:
         raise ConfigError(f"--weights match no tensor of the derived network (width {width}, cells {cells}): "
                           "they belong to another search space; pass matching --width/--cells or --no-inherit")
@@ -283,12 +289,9 @@ def _method_from_params(params: dict[str, str]) -> str:
 
 def run_baseline(overrides: dict[str, Any], model_name: str, tracker: Tracker | None = None) -> FinetuneResult:
     """Train a baseline network on the fine-tune engine (tracked to MLflow, or to ``tracker`` when given)."""
-    from ssnas_core.baselines.models import create_baseline
-
     cfg = with_overrides(RunConfig(), overrides)
     dataset = load_data(cfg)
-    torch.manual_seed(cfg.seed)  # the initialisation
-    model = create_baseline(model_name, dataset.n_channels, dataset.n_classes, dataset.size)
+    model = build_baseline(model_name, dataset, seed=cfg.seed)
     setup = build_finetune(cfg, model, dataset, [])
     tags = {"ssnas.stage": "baseline", "ssnas.method": f"{model_name}-{cfg.finetune.loss}",
             "ssnas.dataset": dataset.name, "ssnas.imbalance_factor": str(cfg.data.imbalance_factor),
