@@ -118,6 +118,22 @@ def test_like_for_like_puts_architectures_in_rows_and_losses_in_columns() -> Non
     assert "| ResNet-18 | 0.80 | - | - | - | 0.750 (1) | - | - |" in md
 
 
+def test_like_for_like_shows_each_seeds_best_val_epoch_against_the_fine_tune_length() -> None:
+    from ssnas_core.evaluation.report import like_for_like_markdown
+
+    runs = []
+    for seed, best in ((0, 29), (1, 12)):  # logged 0-based: epochs 30 and 13 of 30
+        run = _ft("fairdarts-bt", "ce", seed, 0.8)
+        run["metrics"]["best_epoch"] = float(best)
+        run["params"]["finetune.epochs"] = "30"
+        runs.append(run)
+    runs.append(_ft("darts-simclr", "ce", 0, 0.7))  # nothing recorded
+    md = like_for_like_markdown(runs)
+    assert "### Best val epoch of each seed, imbalance factor 10" in md
+    assert "| ours (FairDARTS + Barlow Twins) | 13, 30 of 30 |" in md
+    assert "| SSNAS (DARTS + SimCLR) | - |" in md
+
+
 def test_per_method_table_names_post_hoc_runs_as_such() -> None:
     from ssnas_core.evaluation.report import method_label
 

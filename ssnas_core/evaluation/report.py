@@ -150,14 +150,16 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The architecture x loss grid, per imbalance factor, each cell mean +- std over seeds.
 
     Returns ``{"rhos": {rho: {"rows": [arch...], "columns": [loss...], "cells": {(arch, loss): {metric: (mean,
-    std, n)}}, "fallback": {arch: str}, "params_m": {arch: float}}}}``. One value per (architecture, loss,
-    seed): a second run of the same seed is left out.
+    std, n)}}, "best_epochs": {(arch, loss): ([best val epoch, 1-based, per seed], [fine-tune epochs])},
+    "fallback": {arch: str}, "params_m": {arch: float}}}}``. One value per (architecture, loss, seed): a second
+    run of the same seed is left out.
     """
     seen: set[tuple[str, str, str, str]] = set()
     values: dict[str, dict[tuple[str, str], list[dict[str, float]]]] = defaultdict(lambda: defaultdict(list))
     fallback: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     search: dict[str, dict[str, set[tuple[str, str]]]] = defaultdict(lambda: defaultdict(set))
     params: dict[str, dict[str, float]] = defaultdict(dict)
+    length: dict[str, dict[tuple[str, str], tuple[list[int], set[int]]]] = defaultdict(dict)
     for run in runs:
         rho = f"{float(run['tags'].get('ssnas.imbalance_factor', '1.0')):g}"
         arch = _architecture(run)
@@ -173,6 +175,11 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 continue
             seen.add(key)
             values[rho][(arch, column)].append(metrics)
+            best, epochs = run["metrics"].get("best_epoch"), run["params"].get("finetune.epochs")
+            if best is not None and epochs:
+                got = length[rho].setdefault((arch, column), ([], set()))
+                got[0].append(int(best) + 1)  # logged 0-based
+                got[1].add(int(epochs))
     out: dict[str, Any] = {"rhos": {}}
     for rho in sorted(values, key=float, reverse=True):
         grid = values[rho]
@@ -189,7 +196,9 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
                 cell[metric] = (mean, std, len(xs))
             cells[key] = cell
-        out["rhos"][rho] = {"rows": rows, "columns": columns, "cells": cells, "params_m": params[rho],
+        best_epochs = {k: (sorted(b), sorted(e)) for k, (b, e) in length[rho].items()}
+        out["rhos"][rho] = {"rows": rows, "columns": columns, "cells": cells, "best_epochs": best_epochs,
+                            "params_m": params[rho],
                             "fallback": {a: "/".join(sorted(fallback[rho][a])) for a in rows},
                             "decided": {a: "; ".join(sorted(d for d, _ in search[rho][a])) for a in rows},
                             "search_epochs": {a: "/".join(sorted(e for _, e in search[rho][a])) for a in rows}}
@@ -215,7 +224,23 @@ def like_for_like_markdown(runs: Sequence[dict[str, Any]]) -> str:
                              f"{g['fallback'][arch]} | {g['decided'][arch]} | {g['search_epochs'][arch]} | "
                              + " | ".join(cells) + " |")
             parts.append("\n".join(lines) + "\n")
+        parts.append(_length_markdown(rho, g))
     return "\n".join(parts)
+
+
+def _length_markdown(rho: str, g: dict[str, Any]) -> str:
+    """Each cell's best val epochs (one per seed) against the fine-tune's length: has val stopped rising?"""
+    lines = [f"### Best val epoch of each seed, imbalance factor {rho}", "",
+             "Best epochs at the end of the schedule mean val was still rising when it ended: a longer fine-tune "
+             "may do better.", "", "| Architecture | " + " | ".join(g["columns"]) + " |",
+             "|" + "---|" * (len(g["columns"]) + 1)]
+    for arch in g["rows"]:
+        cells = []
+        for column in g["columns"]:
+            best, epochs = g["best_epochs"].get((arch, column), ([], []))
+            cells.append(f"{', '.join(map(str, best))} of {'/'.join(map(str, epochs))}" if best else "-")
+        lines.append(f"| {ARCHITECTURES.get(arch, arch)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def like_for_like_csv(runs: Sequence[dict[str, Any]], path: Path) -> Path:
