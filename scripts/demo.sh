@@ -28,6 +28,6 @@ run=$(.venv/bin/ssnas search --dataset pneumoniamnist --data-root "$DATA_ROOT" "
 experiment=$(.venv/bin/python -c "from mlflow import MlflowClient as C; import sys
 print(C(sys.argv[1]).get_run(sys.argv[2]).info.experiment_id)" "sqlite:///$PWD/mlflow.db" "$run")
 echo "Search run $run. Open the MLflow UI with:"
-echo "  .venv/bin/mlflow ui --backend-store-uri sqlite:///$PWD/mlflow.db"
-echo "then http://127.0.0.1:5000/#/experiments/$experiment?workflowType=machine_learning (the runs table; MLflow"
-echo "3.17's UI opens a new browser on its GenAI view: its 'Model training' switch, top left, does the same)"
+echo "  .venv/bin/mlflow ui --app-name ssnas --backend-store-uri sqlite:///$PWD/mlflow.db"
+echo "then http://127.0.0.1:5000/#/experiments/$experiment (the runs table: the ssnas app opens a new browser on"
+echo "MLflow's training view; without it, add ?workflowType=machine_learning to the link)"

@@ -31,7 +31,8 @@ INSTALL = ("install Debian's browser (apt-get install -y chromium) and the dev e
 
 @pytest.fixture(scope="module")
 def ui(tmp_path_factory):
-    """A store with one search and its fine-tune (registered, champion), served by ``mlflow server``."""
+    """A store with one search and its fine-tune (registered, champion), served by ``mlflow server --app-name
+    ssnas`` (README's command)."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"no Chromium at {CHROMIUM}: {INSTALL}")
     try:
@@ -55,9 +56,9 @@ def ui(tmp_path_factory):
     port = free_port()
     mlflow_bin = str(Path(sys.executable).parent / "mlflow")
     log = open(work / "server.log", "wb")
-    proc = subprocess.Popen([mlflow_bin, "server", "--backend-store-uri", uri, "--host", "127.0.0.1", "--port",
-                             str(port), "--workers", "1"], cwd=work, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen([mlflow_bin, "server", "--app-name", "ssnas", "--backend-store-uri", uri, "--host",
+                             "127.0.0.1", "--port", str(port), "--workers", "1"], cwd=work, stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 240
@@ -94,10 +95,28 @@ def _open(browser, url: str, wait_for: str):
     return page
 
 
+def test_a_new_browser_opens_an_experiment_on_its_training_runs(ui, browser) -> None:
+    """MLflow 3.17's UI starts a new browser in its GenAI view whatever the experiment's kind tag says; the ssnas
+    app makes model training the browser's default, and keeps a choice the user made with the UI's switch."""
+    base, _, exp_id, _, finetune = ui
+    page = _open(browser, f"{base}/#/experiments/{exp_id}", finetune.info.run_name)  # a fresh browser context
+    body = page.inner_text("body")
+    assert "Run Name" in body and "Token Usage" not in body
+    page.close()
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.set_default_timeout(90_000)
+    page.goto(f"{base}/")  # the user had chosen the GenAI view earlier
+    page.evaluate("() => localStorage.setItem('mlflow.workflowType_v1', JSON.stringify('genai'))")
+    page.goto(f"{base}/#/experiments/{exp_id}")
+    page.reload()
+    page.get_by_text("Token Usage", exact=False).first.wait_for(state="visible")
+    assert page.evaluate("() => localStorage.getItem('mlflow.workflowType_v1')") == '"genai"'
+    page.close()
+
+
 def test_runs_table_shows_named_runs_with_their_datasets_and_model(ui, browser) -> None:
     base, client, exp_id, search, finetune = ui
-    # MLflow 3.17's UI starts a new browser in its GenAI mode whatever the experiment's kind tag; this is the
-    # link README gives (and the "Model training" switch, once, does the same).
+    # The link the commands print carries the view as well, for a server started without the ssnas app.
     page = _open(browser, f"{base}/#/experiments/{exp_id}?workflowType=machine_learning",
                  finetune.info.run_name)
     body = page.inner_text("body")

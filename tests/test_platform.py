@@ -68,6 +68,8 @@ def test_platform_up_serves_tracking_and_dashboard_and_keeps_data_across_restart
         client.log_artifact(run.info.run_id, str(tmp_path / "a.txt"))
         client.set_terminated(run.info.run_id)
         assert _status(f"http://127.0.0.1:{dash}/api/studies") == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{ml}/", timeout=10) as page:  # the ssnas app's UI page
+            assert b"mlflow.workflowType_v1" in page.read()
     finally:
         assert main(["platform", "down", "--state", str(tmp_path / "st")]) == 0
     assert _status(f"http://127.0.0.1:{ml}/health") == 0

@@ -104,7 +104,7 @@ def _print_ui_hint(tracker: Tracker, run_id: str) -> None:
     if uri.startswith("http"):
         print(f"ssnas search: see {uri.rstrip('/')}/{page}", file=sys.stderr)
     else:
-        print(f"ssnas search: to see it, run  mlflow ui --backend-store-uri {uri}  and open "
+        print(f"ssnas search: to see it, run  mlflow ui --app-name ssnas --backend-store-uri {uri}  and open "
               f"http://127.0.0.1:5000/{page}", file=sys.stderr)
 
 
