@@ -118,6 +118,8 @@ def test_post_hoc_tau_of_a_calibrated_model_is_near_one() -> None:
     logits = np.stack([-(x + 1) ** 2 / 2, -(x - 1) ** 2 / 2], 1) + np.log(prior)
     tau, value = fit_tau(y, logits, prior_term(prior, False), "binary-class", "balanced_acc")
     assert 0.75 <= tau <= 1.25 and value > 0.82
+    # val AUC (a ranking) is the same at every tau: the fit is scored on balanced accuracy instead of tying at 0
+    assert fit_tau(y, logits, prior_term(prior, False), "binary-class", "auc") == (tau, value)
 
 
 def test_multilabel_defaults_never_make_a_rare_label_positive_everywhere() -> None:
@@ -161,6 +163,8 @@ def test_multilabel_defaults_never_make_a_rare_label_positive_everywhere() -> No
 def test_class_balanced_focal_is_cui_et_al_sigmoid_form() -> None:
     counts = np.array([500, 50, 5])
     weights = class_balanced_weights(counts)
+    effective = (1 - 0.9999 ** counts) / (1 - 0.9999)  # Cui et al. eq. 3, beta 0.9999; weights 1/E, summing to C
+    assert np.allclose(weights.numpy(), (1 / effective) / (1 / effective).sum() * 3, rtol=1e-5)
     criterion, adjust = make_criterion(FinetuneConfig(loss="cb-focal", gamma=2.0), counts, 555, False)
     assert isinstance(criterion, ClassBalancedSigmoidFocalLoss) and isinstance(adjust, torch.nn.Identity)
     logits, y = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
@@ -177,6 +181,18 @@ def test_class_balanced_focal_is_cui_et_al_sigmoid_form() -> None:
     assert isinstance(softmax, FocalLoss) and torch.allclose(softmax.alpha, weights)
     with pytest.raises(ConfigError, match="single-label"):
         make_criterion(FinetuneConfig(loss="cb-focal"), counts, 555, True)
+
+
+@pytest.mark.parametrize("kind", ["derived", "resnet32"])
+def test_cb_focal_starts_every_sigmoid_at_the_class_prior_one_over_c(kind: str) -> None:
+    """The reference's sigmoid/focal head: bias -log(C - 1), so sigmoid(bias) = 1/C (0.1 on CIFAR-10)."""
+    model = (DerivedNetwork(Supernet(1, 4).genotype(), 1, 4, 3, 28, 10) if kind == "derived"
+             else create_baseline(kind, 1, 10, 28))
+    model = prepare_head(model, FinetuneConfig(loss="cb-focal"))
+    head = model.head if kind == "derived" else model.fc
+    assert torch.allclose(torch.sigmoid(head.bias), torch.full((10,), 0.1))
+    plain = prepare_head(create_baseline(kind if kind != "derived" else "resnet32", 1, 10, 28), FinetuneConfig())
+    assert not torch.allclose(torch.sigmoid(plain.fc.bias), torch.full((10,), 0.1))  # other losses: untouched
 
 
 @pytest.mark.parametrize("bad", ["nan", "inf", "often", "-inf"])

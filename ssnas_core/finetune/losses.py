@@ -9,7 +9,7 @@ from torch import nn
 from ssnas_core.config import FinetuneConfig
 from ssnas_core.errors import ConfigError
 from ssnas_core.losses.focal import ClassBalancedSigmoidFocalLoss, FocalLoss, SigmoidFocalLoss
-from ssnas_core.losses.ldam import LDAM_SCALE, LDAMLoss, class_balanced_weights, use_normed_head
+from ssnas_core.losses.ldam import HEAD_ATTRS, LDAM_SCALE, LDAMLoss, class_balanced_weights, use_normed_head
 from ssnas_core.losses.logit_adjusted import LogitAdjustment
 
 
@@ -72,5 +72,18 @@ def class_prior(counts: np.ndarray, n_train: int, multilabel: bool) -> np.ndarra
 
 
 def prepare_head(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
-    """``model`` with the classifier its loss needs: a normalised (cosine) head for ldam-drw, else unchanged."""
-    return use_normed_head(model, LDAM_SCALE) if cfg.loss == "ldam-drw" else model
+    """``model`` with the classifier its loss needs: a normalised (cosine) head for ldam-drw; for cb-focal (one
+    sigmoid per class) the head's bias starts at ``-log(C - 1)``, each class's prior probability 1/C as in the
+    reference (richardaecn/class-balanced-loss, ``src/model_base.py``, ``_fully_connected`` for the sigmoid and
+    focal loss types; Cui et al. section 5: pi = 0.1 on CIFAR-10), so the first steps are not spent pushing C - 1
+    sigmoids of every image down from 0.5. Otherwise ``model`` is unchanged."""
+    if cfg.loss == "ldam-drw":
+        return use_normed_head(model, LDAM_SCALE)
+    if cfg.loss == "cb-focal":
+        head = next((getattr(model, a) for a in HEAD_ATTRS if isinstance(getattr(model, a, None), nn.Linear)), None)
+        if head is None or head.bias is None:
+            raise ConfigError(f"--loss cb-focal needs a linear classifier with a bias ({' or '.join(HEAD_ATTRS)}); "
+                              f"{type(model).__name__} has none")
+        with torch.no_grad():
+            head.bias.fill_(-float(np.log(max(head.out_features - 1, 1))))
+    return model

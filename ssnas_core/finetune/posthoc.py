@@ -4,12 +4,16 @@ The trained network is left as it is; only its predictions move. With ``tau = 1`
 calibrated softmax this is the balanced-error Bayes rule. ``--tau-posthoc auto`` fits tau on
 the validation split: every tau of ``GRID`` (-2 to 2, step 0.05; negative values undo an
 over-correction, e.g. of focal loss trained on adjusted logits) is scored with the val
-metric, and the best wins, the smallest ``|tau|`` on ties.
+metric, and the best wins, the smallest ``|tau|`` on ties. A ranking metric (AUC, AP, mAP)
+cannot choose: an offset per class or label does not change how one class's scores rank
+(for two classes, nor how the images rank at all), so every tau would tie. ``fit_metric``
+scores those fits with balanced accuracy instead (single-label), or mean per-label
+accuracy (multi-label).
 
 Multi-label tasks use the per-label log-odds ``log(pi / (1 - pi))``. A rare label's log-odds
 are large (-6.2 at a prior of 0.002), so a tau that maximises a balanced metric would predict
 it present for most images; ``fit_tau`` therefore considers only taus that keep every label's
-val accuracy at least that of predicting the label absent everywhere (tau 0 is always allowed).
+val accuracy at least that of predicting the label absent everywhere; when none does, tau is 0.
 """
 
 from __future__ import annotations
@@ -47,10 +51,22 @@ def keeps_label_accuracy(y_true: np.ndarray, y_score: np.ndarray) -> bool:
     return bool((acc >= 1.0 - y.mean(0) - 1e-12).all())
 
 
+RANKING = ("auc", "map")  # and their per-label forms auc/<i>, ap/<i>: blind to a per-class offset
+
+
+def fit_metric(metric: str, task: str) -> str:
+    """The metric a tau fit is scored with: ``metric``, unless it only ranks (then a threshold metric)."""
+    if metric.split("/")[0] in (*RANKING, "ap"):
+        return "acc" if task == MULTILABEL else "balanced_acc"
+    return metric
+
+
 def fit_tau(y_true: np.ndarray, logits: np.ndarray, term: np.ndarray, task: str, metric: str,
             train_counts: np.ndarray | None = None, grid: np.ndarray = GRID) -> tuple[float, float]:
-    """The tau of ``grid`` whose adjusted val predictions score best on ``metric``; returns ``(tau, value)``."""
+    """The tau of ``grid`` whose adjusted val predictions score best on ``fit_metric(metric)``; returns ``(tau,
+    value)``, the value on that metric."""
     multilabel = task == MULTILABEL
+    metric = fit_metric(metric, task)
     best: tuple[float, float] | None = None
     for tau in sorted({0.0, *(float(t) for t in grid)}, key=lambda t: (abs(t), t)):
         y_score = scores(logits, tau * term, multilabel)

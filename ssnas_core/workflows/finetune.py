@@ -21,7 +21,7 @@ from ssnas_core.errors import ConfigError, first_line
 from ssnas_core.evaluation.metrics import MULTILABEL, classification_metrics
 from ssnas_core.finetune.losses import class_prior
 from ssnas_core.finetune.portable import write_portable
-from ssnas_core.finetune.posthoc import fit_tau, prior_term
+from ssnas_core.finetune.posthoc import fit_metric, fit_tau, prior_term
 from ssnas_core.finetune.report import write_outputs
 from ssnas_core.finetune.serving import ServingModel
 from ssnas_core.finetune.setup import (
@@ -237,6 +237,9 @@ def apply_posthoc(cfg: RunConfig, setup: FinetuneSetup, metric: str, val_logits:
     if tau is None:
         tau, _ = fit_tau(engine.data.y_val.cpu().numpy(), val_logits.cpu().numpy(), term, ds.task, metric,
                          setup.train_counts)
+        if fit_metric(metric, ds.task) != metric:
+            print(f"ssnas finetune: post-hoc tau {tau:g} fitted on val {fit_metric(metric, ds.task)} (the val metric "
+                  f"{metric} ranks images, and an offset per class does not change that)", file=sys.stderr)
     engine.posthoc_offset = torch.tensor(tau * term, dtype=torch.float32, device=setup.device)
     return tau
 
