@@ -28,7 +28,8 @@ def finetune_into(overrides: dict[str, Any], run: Any, genotype: Path, weights: 
         cfg, setup, geno, params = prepare(ft, None, str(genotype), str(weights) if weights else None, width,
                                            cells, Path(tmp))
     converged = {k: params[k] for k in SEARCH_KEYS if k in params}  # shown by the report
-    run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, **converged, **(tags or {})})
+    run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, "ssnas.device": str(setup.device), **converged,
+                          **(tags or {})})
     return _finetune_run(cfg, setup, geno, run.tracker, run.run_id, run.hook, run.checkpoints, register=False).val
 
 
@@ -42,5 +43,5 @@ def baseline_into(overrides: dict[str, Any], run: Any, model_name: str, tags: di
     dataset = load_data(cfg)
     model = build_baseline(model_name, dataset, seed=cfg.seed)
     setup = build_finetune(cfg, model, dataset, [])
-    run.tracker.set_tags({"ssnas.dataset": dataset.name, **tags})
+    run.tracker.set_tags({"ssnas.dataset": dataset.name, "ssnas.device": str(setup.device), **tags})
     return _finetune_run(cfg, setup, None, run.tracker, run.run_id, run.hook, run.checkpoints, register=False).val

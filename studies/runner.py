@@ -29,6 +29,7 @@ from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
 from ssnas_core.errors import ConfigError, DivergenceError, TrackingError, TrialStopped, first_line
+from ssnas_core.workflows.progress import progress_bar
 from ssnas_core.workflows.runs import owner_tag
 from studies import load_study_module
 
@@ -135,6 +136,18 @@ class TrialRun:
     hook: Callable[[int, float], None]
 
 
+def trial_name(ctx: StudyContext, params: dict[str, Any], number: int) -> str:
+    """``trial-<method>-<dataset>-rho<factor>-s<seed>-t<number>``: the run-name pattern of ssnas's other runs, the
+    method being the one a compare trial drew, else the study's kind."""
+    from ssnas_core.config import RunConfig, with_overrides
+    from ssnas_core.workflows.runs import run_name
+
+    merged = {**ctx.fixed, **params}
+    cfg = with_overrides(RunConfig(), {k: merged[k] for k in ("data.dataset", "data.imbalance_factor", "seed")
+                                       if k in merged})
+    return f"{run_name('trial', str(merged.get('_method', ctx.kind)), cfg, cfg.data.dataset)}-t{number}"
+
+
 def _trial_run(ctx: StudyContext, trial: optuna.Trial, params: dict[str, Any]) -> TrialRun:
     from ssnas_core.tracking.mlflow_adapter import MlflowTracker
 
@@ -148,7 +161,7 @@ def _trial_run(ctx: StudyContext, trial: optuna.Trial, params: dict[str, Any]) -
         tracker.set_tags({"ssnas.retries": str(len(retry_history(trial))), "ssnas.optuna_trial": str(trial.number),
                           "ssnas.owner": owner_tag()})
     else:
-        tracker = MlflowTracker.start(ctx.tracking_uri, ctx.experiment, f"trial_{number}", tags)
+        tracker = MlflowTracker.start(ctx.tracking_uri, ctx.experiment, trial_name(ctx, params, number), tags)
         tracker.set_tags({"ssnas.optuna_trial": str(trial.number), "ssnas.retries": "0"})
     trial.set_user_attr("mlflow_run_id", tracker.run_id)
 
@@ -215,10 +228,9 @@ def objective_for(ctx: StudyContext) -> Callable[[optuna.Trial], float]:
             raise optuna.TrialPruned(str(stop)) from stop
         run.tracker.log_metrics({"trial/value": value}, step=0)
         run.tracker.set_tags({"ssnas.trial_state": "COMPLETE"})
-        if not sys.stderr.isatty():  # a log file or a container: one line per trial
-            print(f"ssnas study: {ctx.study}: trial {run.number} value {value:.4f} with "
-                  + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()),
-                  file=sys.stderr, flush=True)
+        print(f"ssnas study: {ctx.study}: trial {run.number} value {value:.4f} with "  # one line per trial
+              + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items()),
+              file=sys.stderr, flush=True)
         return value
 
     return objective
@@ -265,9 +277,14 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
                 # The study stops at `total` finished trials (the callback); failed ones (a diverged trial, a
                 # dead worker's) do not count, so a process may run up to twice the budget. A diverged trial
                 # (e.g. too high a learning rate) is a FAIL of that trial, not of the worker.
-                study.optimize(objective_for(ctx), n_trials=2 * total, timeout=timeout,
-                               catch=(TrackingError, DivergenceError),
-                               callbacks=[MaxTrialsCallback(total, states=finished)], gc_after_trial=True)
+                with progress_bar(total, f"study {ctx.study}: trials") as bar:
+                    def advance(study: optuna.Study, *_: Any) -> None:  # also an Optuna callback
+                        bar(min(len(study.get_trials(deepcopy=False, states=finished)), total), total)
+
+                    advance(study)  # a resumed study starts where it is
+                    study.optimize(objective_for(ctx), n_trials=2 * total, timeout=timeout,
+                                   catch=(TrackingError, DivergenceError),
+                                   callbacks=[MaxTrialsCallback(total, states=finished), advance], gc_after_trial=True)
                 _retry_dead_workers_trials(ctx, study, 3 * heartbeat_s)
             _summarize(ctx, study)
             if create:

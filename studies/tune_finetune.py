@@ -47,6 +47,6 @@ def run_trial(overrides: dict[str, Any], ctx: Any, run: Any) -> float:
                                                ctx.cells, Path(tmp))
     converged = {k: params[k] for k in SEARCH_KEYS if k in params}
     run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, "ssnas.search_run_id": ctx.search_run or "",
-                          **converged})
+                          "ssnas.device": str(setup.device), **converged})
     result = _finetune_run(cfg, setup, genotype, run.tracker, run.run_id, run.hook, run.checkpoints, register=False)
     return result.val

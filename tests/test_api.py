@@ -67,6 +67,22 @@ def test_a_fine_tune_from_scratch_is_reproduced_by_its_seed(workdir) -> None:
     assert runs[0] != runs[2]
 
 
+def test_an_mlflow_tracker_given_to_a_fine_tune_receives_its_model_and_registration(workdir) -> None:
+    """The model goes to the given tracker's store, not to the configuration's (here the default ./mlflow.db)."""
+    from ssnas_core.tracking.mlflow_adapter import MlflowTracker
+
+    (workdir / "g.json").write_text(Supernet(1, 4).genotype().to_json())
+    elsewhere = f"sqlite:///{workdir / 'lab.db'}"
+    tracker = MlflowTracker.start(elsewhere, "notebook", "mine", {})
+    api.finetune(genotype="g.json", tracker=tracker, epochs=1, loss="ce",
+                 **{k: v for k, v in TINY.items() if k != "search__projector"})
+    client = MlflowClient(elsewhere)
+    (output,) = client.get_run(tracker.run_id).outputs.model_outputs
+    assert client.get_logged_model(output.model_id).status == "READY"
+    assert client.get_model_version_by_alias("ssnas-synthetic", "champion").run_id == tracker.run_id
+    assert not (workdir / "mlflow.db").exists()
+
+
 def test_baseline_with_no_tracker_and_a_study_on_sqlite(workdir) -> None:
     result = api.baseline("resnet32", tracker=NullTracker(), dataset="synthetic", epochs=1, batch_size=32,
                           device="cpu")

@@ -88,7 +88,9 @@ def test_finetune_run_fulfils_the_contract(searched) -> None:
     # the registry says what a version is: description and tags, and which file the sha256 is of
     assert "fairdarts-bt fine-tuned with focal-la on synthetic" in version.description
     assert version.tags["ssnas.search_run_id"] == search_id and version.tags["ssnas.genotype"].startswith("normal:")
-    assert "champion" in client.get_registered_model("ssnas-synthetic").description
+    registered = client.get_registered_model("ssnas-synthetic")
+    assert "champion" in registered.description
+    assert registered.tags["ssnas.dataset"] == "synthetic" and registered.tags["ssnas.val_metric"] == "val/balanced_acc"
     hashed = tags["ssnas.model_sha256_file"]  # models:/<id>/data/model.pt2: the torch.export program
     assert hashed == f"models:/{output.model_id}/data/model.pt2" and model.tags["ssnas.model_sha256"] == tags[
         "ssnas.model_sha256"]
@@ -191,6 +193,10 @@ def test_multilabel_finetune_uses_sigmoid_forms() -> None:
     assert score.shape == (32, 3) and ((score >= 0) & (score <= 1)).all()
     metrics = classification_metrics(y, score, data.task, setup.train_counts)
     assert {"auc/0", "ap/2", "map"} <= set(metrics)
+    seen: list[tuple[int, int]] = []  # what the epoch's progress bar is told: every step, in order
+    setup.engine.run_epoch(progress=lambda done, total: seen.append((done, total)))
+    steps = setup.engine.steps_per_epoch
+    assert steps > 1 and seen == [(s, steps) for s in range(1, steps + 1)]
 
 
 @pytest.mark.parametrize("tau_posthoc", ["auto", "1.5"])

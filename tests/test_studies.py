@@ -182,12 +182,14 @@ def test_a_diverged_trial_fails_without_stopping_the_worker(workdir, monkeypatch
     study = optuna.load_study(study_name="d", storage=storage)
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
     assert study.metric_names == ["val balanced_acc (auc if multi-label)"]  # what optuna-dashboard shows
-    err = capsys.readouterr().err  # not a terminal: one line per finished trial
+    err = capsys.readouterr().err  # one line per finished trial (and per epoch of each)
     assert len(re.findall(r"ssnas study: d: trial \d+ value \d\.\d{4} with ", err)) == 2, err[-2000:]
     client = MlflowClient(os.environ["MLFLOW_TRACKING_URI"])
     exp = client.get_experiment_by_name("ssnas-study-d")
     (failed,) = client.search_runs([exp.experiment_id], "tags.`ssnas.trial` = '0'")
     assert failed.info.status == "FAILED"
+    (done,) = client.search_runs([exp.experiment_id], "tags.`ssnas.trial` = '1'")  # named as ssnas's other runs
+    assert done.info.run_name == "trial-tune_finetune-synthetic-rho1-s0-t1" and done.data.tags["ssnas.device"] == "cpu"
     # the study's parent run ends with the study, and says why
     (parent,) = client.search_runs([exp.experiment_id], "tags.`ssnas.study_role` = 'parent'")
     assert parent.info.status == "FINISHED" and parent.data.tags["ssnas.end_reason"] == "2 of 2 trials finished"

@@ -86,8 +86,9 @@ class FinetuneEngine:
         self.optimizer.step()
         return loss.detach()
 
-    def run_epoch(self) -> float:
-        """Train one epoch; returns the mean training loss (one host sync)."""
+    def run_epoch(self, progress: Callable[[int, int], None] | None = None) -> float:
+        """Train one epoch; returns the mean training loss (one host sync). ``progress(done, total)`` is called
+        after each step (a progress bar: it reads nothing from the device)."""
         epoch = self.epoch
         lr = cosine_lr(epoch, self.cfg.epochs, self.cfg.lr, self.cfg.lr_min)
         for group in self.optimizer.param_groups:
@@ -106,6 +107,8 @@ class FinetuneEngine:
             x = self.augment(self.data.x_train[idx], aug) if self.cfg.aug_strength > 0 \
                 else self.normalize(self.data.x_train[idx])
             losses[s] = self.train_step(x, self.data.y_train[idx])
+            if progress is not None:
+                progress(s + 1, self.steps_per_epoch)
         mean = float(losses.mean())
         if not np.isfinite(mean):
             step = epoch * self.steps_per_epoch + int((~losses.isfinite()).nonzero()[0])

@@ -27,8 +27,9 @@ if TYPE_CHECKING:
 
 END_STATUSES = ("FINISHED", "FAILED", "KILLED")
 _PARAMS_PER_BATCH = 100  # mlflow.utils.validation.MAX_PARAMS_TAGS_PER_BATCH
-# MLflow 3's UI opens an experiment on the view its kind names; without it, it guesses (and may show the
-# GenAI traces view). ssnas runs are training runs: the runs table with charts.
+# The experiment kind MLflow 3 defines for training runs (the runs table with charts). MLflow 3.17's UI does
+# not choose its view from it but from a browser preference: `mlflow ui --app-name ssnas` (tracking/mlflow_ui.py)
+# sets that one; other UIs and clients may read the tag.
 EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 _METRICS_PER_BATCH = 1000  # mlflow.utils.validation.MAX_METRICS_PER_BATCH
 _MAX_PARAM_LENGTH = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH

@@ -121,11 +121,12 @@ def _global_tracking_uri(uri: str) -> Iterator[None]:
 def register_model(tracking_uri: str, name: str, run_id: str, metric: str, value: float,
                    higher_is_better: bool = True, timeout_s: float = 300, description: str = "",
                    tags: dict[str, str] | None = None, model_description: str = "",
-                   model_id: str | None = None) -> tuple[str, bool]:
+                   model_id: str | None = None, model_tags: dict[str, str] | None = None) -> tuple[str, bool]:
     """Register LoggedModel ``model_id`` (``models:/<id>``; without one, the run's ``model`` artifact of
     models logged before MLflow 3 LoggedModels) as a new version of ``name``; move ``champion`` on improvement.
 
-    ``description`` and ``tags`` go on the version, ``model_description`` on the registered model.
+    ``description`` and ``tags`` go on the version, ``model_description`` and ``model_tags`` on the registered
+    model (set again on every registration, so they stay current).
 
     Returns:
         ``(version, became_champion)``.
@@ -135,10 +136,12 @@ def register_model(tracking_uri: str, name: str, run_id: str, metric: str, value
     client = client_for(tracking_uri)
     with store_errors(f"registration of {name}", tracking_uri):
         try:
-            client.create_registered_model(name, description=model_description or None)
+            client.create_registered_model(name, tags=model_tags or None, description=model_description or None)
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
+            for key, value in (model_tags or {}).items():
+                client.set_registered_model_tag(name, key, value)
         source = f"models:/{model_id}" if model_id else f"runs:/{run_id}/model"
         with _global_tracking_uri(tracking_uri):
             version = client.create_model_version(name, source, run_id=run_id,

@@ -202,8 +202,8 @@ def train(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, metric: str, o
     while engine.epoch < cfg.finetune.epochs:
         epoch = engine.epoch
         start = time.perf_counter()
-        with progress_bar(1, f"finetune epoch {epoch + 1}/{cfg.finetune.epochs}"):
-            loss = engine.run_epoch()
+        with progress_bar(engine.steps_per_epoch, f"finetune epoch {epoch + 1}/{cfg.finetune.epochs}") as bar:
+            loss = engine.run_epoch(progress=bar)
         val = classification_metrics(*engine.evaluate("val"), task, setup.train_counts)
         tracker.log_metrics({"train/loss": loss, **{f"val/{k}": v for k, v in val.items() if "/" not in k}},
                             step=epoch)
@@ -211,10 +211,10 @@ def train(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, metric: str, o
         if value > best_value:
             best_value, best_epoch = value, epoch
             best_state = {k: v.detach().cpu().clone() for k, v in engine.model.state_dict().items()}
-        if not sys.stderr.isatty():  # a log file or a container: one line per epoch instead of a bar
-            print(f"ssnas finetune: epoch {epoch + 1}/{cfg.finetune.epochs}: train loss {loss:.4f}, val {metric} "
-                  f"{val[metric]:.4f} (best {best_value:.4f} at epoch {best_epoch + 1}), "
-                  f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        # One line per epoch: under the epoch's step bar on a terminal, instead of it in a log file or container.
+        print(f"ssnas finetune: epoch {epoch + 1}/{cfg.finetune.epochs}: train loss {loss:.4f}, val {metric} "
+              f"{val[metric]:.4f} (best {best_value:.4f} at epoch {best_epoch + 1}), "
+              f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         if checkpoints is not None:
             save_checkpoint(checkpoints, {"engine": engine.state_dict(), "best_state": best_state,
                                           "best_value": best_value, "best_epoch": best_epoch})
@@ -355,8 +355,9 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
                               dataset.class_names, setup.train_counts, test, run_id, tracker.wants_artifacts)
         for path in files:
             tracker.log_artifact(path, "test")
-        if cfg.tracking.enabled and getattr(tracker, "tracking_uri", None):  # an MLflow run: log the model
-            _register(cfg, setup, tracker, run_id, run_dir, metric, val[metric],
+        store = getattr(tracker, "tracking_uri", None)  # an MLflow run (the API's tracker may name another store)
+        if cfg.tracking.enabled and store:  # log the model into the run's own store
+            _register(cfg, setup, tracker, store, run_id, run_dir, metric, val[metric],
                       register=register and genotype is not None)
         outcome.status = "FINISHED"
         print(f"ssnas finetune: test ACC {test['acc']:.4f} AUC {test['auc']:.4f} (best val {metric} at epoch "
@@ -364,9 +365,9 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
         return FinetuneResult(run_id, metric, float(val[metric]), test)
 
 
-def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: str, run_dir: Path, metric: str,
-              value: float, register: bool) -> None:
-    """Log the model with mlflow.pytorch; register it (searched architectures only, not baselines)."""
+def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, store: str, run_id: str, run_dir: Path,
+              metric: str, value: float, register: bool) -> None:
+    """Log the model to the run's store ``store``; register it there (searched architectures only, not baselines)."""
     from ssnas_core.tracking.mlflow_registry import log_pytorch_model, register_model
 
     views = setup.views  # the normalisation training and evaluation used
@@ -382,7 +383,7 @@ def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: st
     extra = [run_dir / "genotype.json", *portable] if register else portable
     from ssnas_core.tracking.mlflow_adapter import get_run_info
 
-    run_tags = get_run_info(tracking_uri(cfg), run_id)["tags"]
+    run_tags = get_run_info(store, run_id)["tags"]
     method = run_tags.get("ssnas.method", "?")
     info = {"ssnas.dataset": ds.name, "ssnas.method": method, "ssnas.loss": cfg.finetune.loss,
             "ssnas.imbalance_factor": f"{cfg.data.imbalance_factor:g}", "ssnas.seed": str(cfg.seed),
@@ -391,17 +392,19 @@ def _register(cfg: RunConfig, setup: FinetuneSetup, tracker: Tracker, run_id: st
         info["ssnas.genotype"] = Genotype.from_json((run_dir / "genotype.json").read_text()).describe()
         info["ssnas.search_run_id"] = run_tags.get("ssnas.search_run_id", "")
         info["ssnas.fallback_nodes"] = run_tags.get(FALLBACK_KEY, "?")
-    logged = log_pytorch_model(tracking_uri(cfg), run_id, serving, example, extra, tags=info,
+    logged = log_pytorch_model(store, run_id, serving, example, extra, tags=info,
                                step=cfg.finetune.epochs)
     if not register:
         return
     name = f"ssnas-{setup.dataset.slug}"
     version, champion = register_model(
-        tracking_uri(cfg), name, run_id, f"val/{metric}", float(value),
+        store, name, run_id, f"val/{metric}", float(value),
         description=(f"{method} fine-tuned with {cfg.finetune.loss} on {ds.name} (imbalance factor "
                      f"{cfg.data.imbalance_factor:g}, seed {cfg.seed}): val {metric} {value:.4f}. Load without "
                      "unpickling: ssnas_core.finetune.portable.load_model(<download folder>)."),
         tags=info, model_id=logged.model_id,
+        model_tags={"ssnas.dataset": ds.name, "ssnas.task": ds.task, "ssnas.val_metric": f"val/{metric}",
+                    "ssnas.classes": ",".join(ds.class_names)},
         model_description=(f"Architectures searched by ssnas and fine-tuned on {ds.name}; the alias 'champion' "
                            "is the version with the best val metric. Input: float32 pixels 0-255 (B, C, H, W); "
                            "output: probabilities (B, K)."))
