@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -177,7 +178,7 @@ def test_bad_input_exits_2(case, searched, tmp_path, capsys, monkeypatch) -> Non
     assert runs_after == runs_before
 
 
-def test_multilabel_finetune_uses_sigmoid_forms() -> None:
+def test_multilabel_finetune_uses_sigmoid_forms(tmp_path) -> None:
     from ssnas_core.config import RunConfig, with_overrides
     from ssnas_core.data.synthetic import make_synthetic
     from ssnas_core.evaluation.metrics import classification_metrics
@@ -193,6 +194,14 @@ def test_multilabel_finetune_uses_sigmoid_forms() -> None:
     assert score.shape == (32, 3) and ((score >= 0) & (score <= 1)).all()
     metrics = classification_metrics(y, score, data.task, setup.train_counts)
     assert {"auc/0", "ap/2", "map"} <= set(metrics)
+    from ssnas_core.finetune.report import write_outputs
+
+    files = write_outputs(tmp_path, "synthetic", 28, "test", y, score, data.task, data.class_names,
+                          setup.train_counts, metrics, "run", plots=True)
+    assert (tmp_path / "per_class_error.png") in files  # missed and false alarms per label
+    with open(tmp_path / "per_class.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3 and all(sum(int(r[k]) for k in ("tp", "fn", "fp", "tn")) == 32 for r in rows)
     seen: list[tuple[int, int]] = []  # what the epoch's progress bar is told: every step, in order
     setup.engine.run_epoch(progress=lambda done, total: seen.append((done, total)))
     steps = setup.engine.steps_per_epoch

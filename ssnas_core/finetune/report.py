@@ -41,16 +41,26 @@ def write_outputs(folder: Path, flag: str, size: int, split: str, y_true: np.nda
     with open(table, "w", newline="") as fh:
         w = csv.writer(fh)
         if task == MULTILABEL:
-            w.writerow(["label", "name", "train_positives", "auc", "average_precision"])
+            counts = _label_counts(y_true, pred)
+            w.writerow(["label", "name", "train_positives", "auc", "average_precision", "tp", "fn", "fp", "tn"])
             for i, name in enumerate(class_names):
-                w.writerow([i, name, int(train_counts[i]), metrics.get(f"auc/{i}"), metrics.get(f"ap/{i}")])
+                w.writerow([i, name, int(train_counts[i]), metrics.get(f"auc/{i}"), metrics.get(f"ap/{i}"),
+                            *counts[i].tolist()])
         else:
             w.writerow(["class", "name", "train_images", "test_images", "error"])
             support = np.bincount(np.asarray(y_true).ravel(), minlength=len(class_names))
             for i, name in enumerate(class_names):
                 w.writerow([i, name, int(train_counts[i]), int(support[i]), metrics.get(f"error/{i}")])
     written.append(table)
-    if plots and task != MULTILABEL:
+    if plots and task == MULTILABEL:  # no confusion matrix for independent labels: what each label misses
+        from ssnas_core import viz
+
+        tp, fn, fp, tn = _label_counts(y_true, pred).T.astype(float)
+        errors = np.stack([fn / np.maximum(tp + fn, 1), fp / np.maximum(fp + tn, 1)])
+        written.append(viz.plot_per_class_error(["missed (1 - recall)", "false alarm (FPR)"], list(class_names),
+                                                errors, f"{flag} {split}: error per label at threshold 0.5",
+                                                folder / "per_class_error.png"))
+    elif plots:
         from ssnas_core import viz
 
         cm = confusion_matrix(np.asarray(y_true).ravel(), pred, len(class_names))
@@ -60,3 +70,9 @@ def write_outputs(folder: Path, flag: str, size: int, split: str, y_true: np.nda
         written.append(viz.plot_per_class_error([run_id[:8]], list(class_names), errors,
                                                 f"{flag} {split}: error per class", folder / "per_class_error.png"))
     return written
+
+
+def _label_counts(y_true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """(L, 4) per-label counts ``tp, fn, fp, tn`` of multi-label predictions."""
+    y, p = np.asarray(y_true).astype(bool), np.asarray(pred).astype(bool)
+    return np.stack([(y & p).sum(0), (y & ~p).sum(0), (~y & p).sum(0), (~y & ~p).sum(0)], 1)

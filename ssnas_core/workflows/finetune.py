@@ -361,7 +361,7 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
                       register=register and genotype is not None)
         outcome.status = "FINISHED"
         print(f"ssnas finetune: test ACC {test['acc']:.4f} AUC {test['auc']:.4f} (best val {metric} at epoch "
-              f"{best_epoch})", file=sys.stderr)
+              f"{best_epoch + 1} of {cfg.finetune.epochs})", file=sys.stderr)
         return FinetuneResult(run_id, metric, float(val[metric]), test)
 
 
