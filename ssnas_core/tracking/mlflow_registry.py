@@ -140,8 +140,8 @@ def register_model(tracking_uri: str, name: str, run_id: str, metric: str, value
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_ALREADY_EXISTS":
                 raise
-            for key, value in (model_tags or {}).items():
-                client.set_registered_model_tag(name, key, value)
+            for tag, text in (model_tags or {}).items():
+                client.set_registered_model_tag(name, tag, text)
         source = f"models:/{model_id}" if model_id else f"runs:/{run_id}/model"
         with _global_tracking_uri(tracking_uri):
             version = client.create_model_version(name, source, run_id=run_id,
