@@ -121,6 +121,8 @@ def test_services_get_the_argv_docker_builds() -> None:
     assert worker[:3] == ["ssnas", "study", "worker"] and "--study-name" in worker, worker
     mlflow = docker_argv(compose, "mlflow", env)
     assert mlflow[:2] == ["mlflow", "server"] and "--allowed-hosts" in mlflow
+    assert mlflow[mlflow.index("--app-name") + 1] == "ssnas"
+    assert "context: ." in (ROOT / "docker-compose.yml").read_text().split("  mlflow:")[1].split("  dashboard:")[0]
     assert "mlflow:5000" in mlflow[mlflow.index("--allowed-hosts") + 1].split(",")
     for name in ("worker", "mlflow", "dashboard"):
         assert not any("pw-on-argv?" in a for a in docker_argv(compose, name, env)), name
@@ -166,6 +168,8 @@ def test_compose_services_run_natively_and_keep_everything_across_a_restart(data
     mlflow = _service(compose, "mlflow", env_db, ml_port, tmp_path)
     _wait(f"http://127.0.0.1:{ml_port}/health", mlflow, tmp_path / "mlflow.log")
     uri = f"http://127.0.0.1:{ml_port}"
+    with urllib.request.urlopen(f"{uri}/", timeout=10) as page:  # the ssnas app: new browsers open on training runs
+        assert b"mlflow.workflowType_v1" in page.read()
     # the workers call the server by its compose name: it must accept that Host header (MLflow 3.17 answers
     # 403 "Invalid Host header" otherwise), and still refuse others
     api = f"{uri}/api/2.0/mlflow/experiments/search?max_results=1"
