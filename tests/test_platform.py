@@ -108,6 +108,13 @@ def test_basic_auth_refuses_unauthenticated_requests(tmp_path, monkeypatch) -> N
         assert _status(url) == 401
         assert _status(url, "admin:wrong") == 401
         assert _status(url, f"admin:{password}") == 200
+        page = urllib.request.Request(f"http://127.0.0.1:{ml}/")  # the UI page: behind the login, opening on runs
+        import base64
+
+        page.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{password}".encode()).decode())
+        with urllib.request.urlopen(page, timeout=10) as response:
+            assert b"mlflow.workflowType_v1" in response.read()
+        assert _status(f"http://127.0.0.1:{ml}/") == 401
         # secrets: not in any file's content, not on any service's command line; state is this user's only
         assert oct(state.stat().st_mode & 0o777) == "0o700"
         for path in state.rglob("*"):

@@ -26,7 +26,8 @@ STATE = Path(".ssnas-platform")
 
 def service_commands(state: Path, mlflow_port: int, dashboard_port: int, basic_auth: bool) -> dict[str, list[str]]:
     """The same commands as the compose services ``mlflow`` and ``dashboard`` (bound to 127.0.0.1), MLflow's
-    with the ``ssnas`` app (its UI opens on training runs; ``tracking/mlflow_ui.py``) unless ``basic_auth``.
+    with the ``ssnas`` app (its UI opens on training runs; ``tracking/mlflow_ui.py``), ``ssnas-basic-auth`` with
+    ``basic_auth``.
 
     Neither carries a database URL: they read ``MLFLOW_BACKEND_STORE_URI`` and ``OPTUNA_STORAGE`` from
     their environment (``service_env``), so a password in them is not visible in ``ps``.
@@ -35,7 +36,7 @@ def service_commands(state: Path, mlflow_port: int, dashboard_port: int, basic_a
     mlflow = [str(bin_dir / "mlflow"), "server", "--serve-artifacts",
               "--artifacts-destination", str((state / "mlartifacts").resolve()), "--host", "127.0.0.1",
               "--port", str(mlflow_port), "--workers", "2"]
-    mlflow += ["--app-name", "basic-auth" if basic_auth else "ssnas"]  # MLflow takes one app
+    mlflow += ["--app-name", "ssnas-basic-auth" if basic_auth else "ssnas"]
     dashboard = [sys.executable, "-c", "import os, optuna_dashboard; optuna_dashboard.run_server("
                  f"os.environ['OPTUNA_STORAGE'], host='127.0.0.1', port={int(dashboard_port)})"]
     return {"mlflow": mlflow, "dashboard": dashboard}

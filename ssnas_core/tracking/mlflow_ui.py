@@ -10,6 +10,11 @@ This app serves MLflow's unchanged server, and adds one thing: its HTML page fir
 model training when the browser has none. A choice made with the UI's own switch is kept, and nothing else of
 MLflow's changes (no route, no API, no stored data). The entry point is declared in ``pyproject.toml``
 (``[project.entry-points."mlflow.app"]``), the way MLflow's own ``basic-auth`` app is.
+
+``--app-name ssnas-basic-auth`` is the same on top of MLflow's basic-auth app (MLflow takes one app name).
+MLflow's CLI creates the admin user before it starts workers only for the name ``basic-auth``; under this
+name each worker does it, as MLflow's ``create_app`` does whenever the CLI has not (its creation tolerates
+workers racing), so a bad auth configuration shows in the workers' log rather than as the command's error.
 """
 
 from __future__ import annotations
@@ -51,3 +56,13 @@ def create_app(app: Any = None) -> Any:
 
         return create_fastapi_app(flask_app)
     return flask_app
+
+
+def create_auth_app(app: Any = None) -> Any:
+    """MLflow's basic-auth app with ``training_view_first`` (``--app-name ssnas-basic-auth``)."""
+    from mlflow.server import app as mlflow_app
+    from mlflow.server.auth import create_app as create_basic_auth_app
+
+    flask_app = app or mlflow_app
+    flask_app.after_request(training_view_first)
+    return create_basic_auth_app(flask_app)  # it wraps the Flask app for uvicorn itself
