@@ -18,18 +18,19 @@ def search_locally(overrides: dict[str, Any], ctx: Any) -> Path:
     return ctx.work_dir / run_id / "artifacts"
 
 
-def finetune_into(overrides: dict[str, Any], run: Any, genotype: Path, weights: Path | None,
-                  width: int | None, cells: int | None, tags: dict[str, str] | None = None) -> float:
-    """Fine-tune ``genotype`` (inheriting ``weights``) into the trial's run; returns the best val metric."""
+def finetune_into(overrides: dict[str, Any], run: Any, genotype: Path | str | None, weights: Path | str | None,
+                  width: int | None, cells: int | None, tags: dict[str, str] | None = None,
+                  search_run: str | None = None) -> float:
+    """Fine-tune ``genotype`` (inheriting ``weights``), or the architecture of the MLflow run ``search_run``, into
+    the trial's run; returns the best val metric."""
     from ssnas_core.workflows.finetune import SEARCH_KEYS, _finetune_run, prepare
 
     ft = {k: v for k, v in overrides.items() if k.startswith(FT_KEYS)}
     with tempfile.TemporaryDirectory() as tmp:
-        cfg, setup, geno, params = prepare(ft, None, str(genotype), str(weights) if weights else None, width,
-                                           cells, Path(tmp))
+        cfg, setup, geno, params = prepare(ft, search_run, str(genotype) if genotype else None,
+                                           str(weights) if weights else None, width, cells, Path(tmp))
     converged = {k: params[k] for k in SEARCH_KEYS if k in params}  # shown by the report
-    run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, "ssnas.device": str(setup.device), **converged,
-                          **(tags or {})})
+    run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, **converged, **(tags or {})})
     return _finetune_run(cfg, setup, geno, run.tracker, run.run_id, run.hook, run.checkpoints, register=False).val
 
 
@@ -43,5 +44,5 @@ def baseline_into(overrides: dict[str, Any], run: Any, model_name: str, tags: di
     dataset = load_data(cfg)
     model = build_baseline(model_name, dataset, seed=cfg.seed)
     setup = build_finetune(cfg, model, dataset, [])
-    run.tracker.set_tags({"ssnas.dataset": dataset.name, "ssnas.device": str(setup.device), **tags})
+    run.tracker.set_tags({"ssnas.dataset": dataset.name, **tags})
     return _finetune_run(cfg, setup, None, run.tracker, run.run_id, run.hook, run.checkpoints, register=False).val

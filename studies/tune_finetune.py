@@ -10,10 +10,11 @@ and 0.025 unless given), so the study shows what tuning gained.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import optuna
+
+from studies.common import finetune_into
 
 DESCRIPTION = "focal gamma, logit-adjustment tau and learning rate of the fine-tune"
 DEFAULT_TRIALS = 20
@@ -38,15 +39,5 @@ def reference(ctx: Any) -> dict[str, Any]:
 
 def run_trial(overrides: dict[str, Any], ctx: Any, run: Any) -> float:
     """Fine-tune with ``overrides`` into the trial's MLflow run; returns the best val metric."""
-    import tempfile
-
-    from ssnas_core.workflows.finetune import SEARCH_KEYS, _finetune_run, prepare
-
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg, setup, genotype, params = prepare(overrides, ctx.search_run, ctx.genotype, ctx.weights, ctx.width,
-                                               ctx.cells, Path(tmp))
-    converged = {k: params[k] for k in SEARCH_KEYS if k in params}
-    run.tracker.set_tags({"ssnas.dataset": setup.dataset.name, "ssnas.search_run_id": ctx.search_run or "",
-                          "ssnas.device": str(setup.device), **converged})
-    result = _finetune_run(cfg, setup, genotype, run.tracker, run.run_id, run.hook, run.checkpoints, register=False)
-    return result.val
+    return finetune_into(overrides, run, ctx.genotype, ctx.weights, ctx.width, ctx.cells,
+                         tags={"ssnas.search_run_id": ctx.search_run or ""}, search_run=ctx.search_run)

@@ -9,7 +9,7 @@ from torch import nn
 from ssnas_core.config import FinetuneConfig
 from ssnas_core.errors import ConfigError
 from ssnas_core.losses.focal import ClassBalancedSigmoidFocalLoss, FocalLoss, SigmoidFocalLoss
-from ssnas_core.losses.ldam import HEAD_ATTRS, LDAM_SCALE, LDAMLoss, class_balanced_weights, use_normed_head
+from ssnas_core.losses.ldam import HEAD_ATTRS, LDAM_SCALE, LDAMLoss, class_balanced_weights, classifier, use_normed_head
 from ssnas_core.losses.logit_adjusted import LogitAdjustment
 
 
@@ -80,8 +80,11 @@ def prepare_head(model: nn.Module, cfg: FinetuneConfig) -> nn.Module:
     if cfg.loss == "ldam-drw":
         return use_normed_head(model, LDAM_SCALE)
     if cfg.loss == "cb-focal":
-        head = next((getattr(model, a) for a in HEAD_ATTRS if isinstance(getattr(model, a, None), nn.Linear)), None)
-        if head is None or head.bias is None:
+        try:
+            head = classifier(model)[1]
+        except TypeError:
+            head = None
+        if not isinstance(head, nn.Linear) or head.bias is None:
             raise ConfigError(f"--loss cb-focal needs a linear classifier with a bias ({' or '.join(HEAD_ATTRS)}); "
                               f"{type(model).__name__} has none")
         with torch.no_grad():

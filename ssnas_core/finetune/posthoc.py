@@ -51,12 +51,12 @@ def keeps_label_accuracy(y_true: np.ndarray, y_score: np.ndarray) -> bool:
     return bool((acc >= 1.0 - y.mean(0) - 1e-12).all())
 
 
-RANKING = ("auc", "map")  # and their per-label forms auc/<i>, ap/<i>: blind to a per-class offset
+RANKING = ("auc", "ap", "map")  # and the per-label forms auc/<i>, ap/<i>: blind to a per-class offset
 
 
 def fit_metric(metric: str, task: str) -> str:
     """The metric a tau fit is scored with: ``metric``, unless it only ranks (then a threshold metric)."""
-    if metric.split("/")[0] in (*RANKING, "ap"):
+    if metric.split("/")[0] in RANKING:
         return "acc" if task == MULTILABEL else "balanced_acc"
     return metric
 

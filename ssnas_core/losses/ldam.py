@@ -60,29 +60,39 @@ class NormedLinear(nn.Module):
 HEAD_ATTRS = ("head", "fc", "linear")  # where ssnas' derived network and the baselines keep their classifier
 
 
-def use_normed_head(model: nn.Module, scale: float = LDAM_SCALE) -> nn.Module:
-    """Replace ``model``'s final ``nn.Linear`` (``head``, ``fc`` or ``linear``) by a ``NormedLinear``; returns model.
+def classifier(model: nn.Module) -> tuple[str, nn.Linear]:
+    """``(attribute, layer)`` of ``model``'s final linear classifier (``head``, ``fc`` or ``linear``; a
+    ``NormedLinear`` counts).
 
     Raises:
         TypeError: the model has no such linear classifier.
     """
     for attr in HEAD_ATTRS:
         layer = getattr(model, attr, None)
-        if isinstance(layer, NormedLinear):
-            return model
-        if isinstance(layer, nn.Linear):
-            setattr(model, attr, NormedLinear(layer.in_features, layer.out_features, scale))
-            return model
+        if isinstance(layer, (nn.Linear, NormedLinear)):
+            return attr, layer
     raise TypeError(f"{type(model).__name__} has no linear classifier named {' or '.join(HEAD_ATTRS)}")
 
 
+def use_normed_head(model: nn.Module, scale: float = LDAM_SCALE) -> nn.Module:
+    """Replace ``model``'s final ``nn.Linear`` (``head``, ``fc`` or ``linear``) by a ``NormedLinear``; returns model.
+
+    Raises:
+        TypeError: the model has no such linear classifier.
+    """
+    attr, layer = classifier(model)
+    if not isinstance(layer, NormedLinear):
+        setattr(model, attr, NormedLinear(layer.in_features, layer.out_features, scale))
+    return model
+
+
 def normed_head_scale(model: nn.Module) -> float | None:
-    """The scale of ``model``'s ``NormedLinear`` classifier, or None when it has a plain one."""
-    for attr in HEAD_ATTRS:
-        layer = getattr(model, attr, None)
-        if isinstance(layer, NormedLinear):
-            return layer.scale
-    return None
+    """The scale of ``model``'s ``NormedLinear`` classifier, or None when it has a plain one (or none)."""
+    try:
+        layer = classifier(model)[1]
+    except TypeError:
+        return None
+    return layer.scale if isinstance(layer, NormedLinear) else None
 
 
 class LDAMLoss(nn.Module):

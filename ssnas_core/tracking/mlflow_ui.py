@@ -28,9 +28,15 @@ SCRIPT = (f"<script>try{{if(localStorage.getItem('{PREFERENCE}')===null)"
           f"localStorage.setItem('{PREFERENCE}',JSON.stringify('{TRAINING}'))}}catch(e){{}}</script>").encode()
 
 
+UI_PAGE = "serve"  # the endpoint of MLflow's route "/" (behind any --static-prefix), which serves the UI's index.html
+
+
 def training_view_first(response: Any) -> Any:
-    """Flask ``after_request`` hook: put ``SCRIPT`` first in the ``<head>`` of the UI's HTML page."""
-    if response.status_code != 200 or response.mimetype != "text/html":
+    """Flask ``after_request`` hook: put ``SCRIPT`` first in the ``<head>`` of the UI's page (the ``serve``
+    endpoint only; every other response, HTML or not, passes unchanged)."""
+    from flask import request
+
+    if request.endpoint != UI_PAGE or response.status_code != 200 or response.mimetype != "text/html":
         return response
     response.direct_passthrough = False  # a file response: read it to edit it
     body = response.get_data()

@@ -276,7 +276,6 @@ def run_finetune(overrides: dict[str, Any], search_run: str | None = None, genot
             "ssnas.imbalance_factor": str(cfg.data.imbalance_factor), "ssnas.search_run_id": search_run or "",
             "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
     tags.update({k: params[k] for k in SEARCH_KEYS if k in params})
-    tags["ssnas.device"] = str(setup.device)
     opened, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None,
                                   run_name("finetune", f"{method}-{cfg.finetune.loss}", cfg, dataset.name), tracker)
     return _finetune_run(cfg, setup, genotype, opened, run_id)
@@ -299,7 +298,6 @@ def run_baseline(overrides: dict[str, Any], model_name: str, tracker: Tracker | 
     tags = {"ssnas.stage": "baseline", "ssnas.method": f"{model_name}-{cfg.finetune.loss}",
             "ssnas.dataset": dataset.name, "ssnas.imbalance_factor": str(cfg.data.imbalance_factor),
             "ssnas.loss": cfg.finetune.loss, "ssnas.config_sha": config_sha(cfg, FINETUNE_SECTIONS)}
-    tags["ssnas.device"] = str(setup.device)
     opened, run_id = open_tracker(cfg, resolve_experiment(cfg, dataset.name), tags, None,
                                   run_name("baseline", f"{model_name}-{cfg.finetune.loss}", cfg, dataset.name), tracker)
     return _finetune_run(cfg, setup, None, opened, run_id)
@@ -332,6 +330,7 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
             tracker.log_artifact(run_dir / "genotype.json")
             tracker.log_artifact(run_dir / "inherited_tensors.txt")
         tracker.set_tags({"ssnas.n_params": str(n_params), "ssnas.val_metric": metric,
+                          "ssnas.device": str(setup.device),  # the device actually used, not "auto"
                           "ssnas.inherited": f"{len(setup.inherited)} of {len(engine.model.state_dict())} tensors"})
         tracker.log_metrics({"n_params": float(n_params), "n_inherited_tensors": float(len(setup.inherited))}, 0)
         print(f"ssnas finetune: run {run_id} on {setup.device}, {dataset.name}, {n_params} parameters, "
