@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -59,11 +60,15 @@ def medmnist_filename(flag: str, size: int) -> str:
 
 
 def _download_medmnist(flag: str, info: dict[str, Any], root: str, size: int, path: str) -> None:
+    """medmnist's own download (its URL, MD5 check and progress bar) into a fresh folder beside ``path``, moved
+    into place only once medmnist has checked it: a failed or interrupted download leaves nothing at ``path``."""
     medmnist = importlib.import_module("medmnist")
     url = info.get("url" if size == 28 else f"url_{size}", "the MedMNIST Zenodo record")
     try:
         os.makedirs(root, exist_ok=True)
-        getattr(medmnist, info["python_class"])(split="train", root=root, size=size, download=True)
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=root) as partial:
+            getattr(medmnist, info["python_class"])(split="train", root=partial, size=size, download=True)
+            os.replace(os.path.join(partial, os.path.basename(path)), path)
     except (RuntimeError, OSError, ValueError, AssertionError) as exc:
         first_line = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
         raise DatasetNotFoundError(
