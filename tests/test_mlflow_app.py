@@ -8,6 +8,8 @@ from ssnas_core.tracking.mlflow_ui import SCRIPT, training_view_first
 
 
 def test_only_the_ui_page_gets_the_training_view_script() -> None:
+    # The hook stays on MLflow's (process-global) app for the rest of this process, and Flask then refuses new
+    # hooks on it: a future in-process test of create_app must run in a subprocess.
     if training_view_first not in mlflow_app.after_request_funcs.get(None, []):
         mlflow_app.after_request(training_view_first)
     client = mlflow_app.test_client()

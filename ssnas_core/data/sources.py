@@ -66,7 +66,7 @@ def _download_medmnist(flag: str, info: dict[str, Any], root: str, size: int, pa
     url = info.get("url" if size == 28 else f"url_{size}", "the MedMNIST Zenodo record")
     try:
         os.makedirs(root, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".download-", dir=root) as partial:
+        with tempfile.TemporaryDirectory(prefix=".download-", dir=root, ignore_cleanup_errors=True) as partial:
             getattr(medmnist, info["python_class"])(split="train", root=partial, size=size, download=True)
             os.replace(os.path.join(partial, os.path.basename(path)), path)
     except (RuntimeError, OSError, ValueError, AssertionError) as exc:

@@ -60,7 +60,7 @@ class NormedLinear(nn.Module):
 HEAD_ATTRS = ("head", "fc", "linear")  # where ssnas' derived network and the baselines keep their classifier
 
 
-def classifier(model: nn.Module) -> tuple[str, nn.Linear]:
+def classifier(model: nn.Module) -> tuple[str, nn.Linear | NormedLinear]:
     """``(attribute, layer)`` of ``model``'s final linear classifier (``head``, ``fc`` or ``linear``; a
     ``NormedLinear`` counts).
 

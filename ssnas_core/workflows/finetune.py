@@ -321,6 +321,7 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
     run_dir.mkdir(parents=True, exist_ok=True)
     metric = val_metric_name(cfg, dataset.task)
     with ending(tracker) as outcome:
+        tracker.set_tags({"ssnas.device": str(setup.device)})  # the device actually used, not "auto"
         tracker.log_params(shareable(flatten(cfg, sections=FINETUNE_SECTIONS)))
         tracker.log_inputs(setup.inputs)
         n_params = count_parameters(engine.model)
@@ -330,7 +331,6 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
             tracker.log_artifact(run_dir / "genotype.json")
             tracker.log_artifact(run_dir / "inherited_tensors.txt")
         tracker.set_tags({"ssnas.n_params": str(n_params), "ssnas.val_metric": metric,
-                          "ssnas.device": str(setup.device),  # the device actually used, not "auto"
                           "ssnas.inherited": f"{len(setup.inherited)} of {len(engine.model.state_dict())} tensors"})
         tracker.log_metrics({"n_params": float(n_params), "n_inherited_tensors": float(len(setup.inherited))}, 0)
         print(f"ssnas finetune: run {run_id} on {setup.device}, {dataset.name}, {n_params} parameters, "
