@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ssnas_core.allocator import retain_freed_memory
 from ssnas_core.config import RunConfig, projector_sizes
 from ssnas_core.data.dataset import ImageDataset
 from ssnas_core.data.lineage import DataInput, data_input
@@ -37,6 +38,8 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"--device {name} asked for CUDA but none is available here: use --device cpu or auto")
     if device.type == "cuda":  # static shapes (drop_last): let cuDNN pick its fastest kernels once
         torch.backends.cudnn.benchmark = True
+    if device.type == "cpu":  # activations freed each step stay in the process (ssnas_core/allocator.py)
+        retain_freed_memory()
     return device
 
 

@@ -28,6 +28,34 @@ def register_op(name: str) -> Callable[[OpFactory], OpFactory]:
     return add
 
 
+class _ChannelsLastBatchNorm(torch.autograd.Function):
+    """Training batch norm on the CPU for a channels-last input: ``native_batch_norm`` forward, and its backward
+    on a gradient first made channels-last contiguous.
+
+    oneDNN's CPU backward is fast only when the gradient has the input's layout. The gradient often does not:
+    a cell's output is a ``torch.cat`` of its nodes, whose backward hands each node a channel slice of the
+    output's gradient. ``native_batch_norm_backward`` then takes a generic path, measured on one thread at
+    (32, 16, 28, 28): 9.8 ms on such a slice, 4.4 ms on an NCHW gradient, 0.75 ms after one copy into the
+    input's layout. Same maths (the copy changes no value), same saved tensors as autograd's own node.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):  # type: ignore[no-untyped-def]
+        out, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
+        ctx.save_for_backward(x, weight, mean, invstd)
+        ctx.eps = eps
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        x, weight, mean, invstd = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
+        gx, gw, gb = torch.ops.aten.native_batch_norm_backward(grad, x, weight, None, None, mean, invstd, True,
+                                                               ctx.eps, mask)
+        return gx, gw, gb, None, None, None, None
+
+
 class BatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` that trains with two fewer operations per call (the same maths, state-dict names and
     running statistics).
@@ -37,13 +65,17 @@ class BatchNorm2d(nn.BatchNorm2d):
     the about 4,000 kernels of a search step. Here training calls ``torch.native_batch_norm`` directly and leaves
     ``num_batches_tracked`` as it is: torch reads it only when ``momentum`` is None (a cumulative average), which
     this class hands to ``nn.BatchNorm2d``. The buffer stays, so checkpoints keep their keys. Evaluation, and
-    inputs ``nn.BatchNorm2d`` would refuse (one value per channel), go through ``nn.BatchNorm2d`` itself.
+    inputs ``nn.BatchNorm2d`` would refuse (one value per channel), go through ``nn.BatchNorm2d`` itself. On the
+    CPU a channels-last input trains through ``_ChannelsLastBatchNorm`` (the same maths, a faster backward).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (not self.training or not self.track_running_stats or self.momentum is None or x.dim() != 4
                 or x.shape[0] * x.shape[2] * x.shape[3] == 1):
             return super().forward(x)
+        if x.device.type == "cpu" and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            return _ChannelsLastBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
+                                                self.momentum, self.eps)
         return torch.native_batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, True,
                                        self.momentum, self.eps)[0]
 

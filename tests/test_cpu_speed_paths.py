@@ -1,0 +1,87 @@
+"""Two CPU speed paths of training, checked for what they must keep (the maths) and what they must do (speed is
+measured by scripts/bench_search.py, not here):
+
+* ``primitives.BatchNorm2d`` on a channels-last input trains through ``_ChannelsLastBatchNorm``, whose backward
+  first copies the gradient into the input's layout: the same values as torch's own batch norm.
+* ``allocator.retain_freed_memory`` keeps a training step's freed activations in the process: a fine-tune step
+  stops page-faulting them in afresh.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ssnas_core.search_space.primitives import BatchNorm2d
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_channels_last_batch_norm_matches_torch_on_a_sliced_gradient() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(8, 6, 5, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn(8, 12, 5, 5, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    for affine in (True, False):
+        ours, ref = BatchNorm2d(6, affine=affine).double(), nn.BatchNorm2d(6, affine=affine).double()
+        if affine:
+            with torch.no_grad():
+                for m in (ours, ref):
+                    m.weight.copy_(torch.linspace(0.5, 1.5, 6))
+                    m.bias.copy_(torch.linspace(-1, 1, 6))
+        grads = []
+        for m in (ours, ref):
+            xi = x.clone().requires_grad_(True)
+            out = m(xi)
+            # a cell's torch.cat hands a node a channel slice of its output's gradient: not contiguous
+            (out * upstream[:, 3:9]).sum().backward()
+            grads.append([xi.grad] + ([m.weight.grad, m.bias.grad] if affine else []))
+            assert out.is_contiguous(memory_format=torch.channels_last)
+            if m is ours:
+                assert type(out.grad_fn).__name__ == "_ChannelsLastBatchNormBackward"  # the path under test
+        for a, b in zip(*grads):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(ours.running_mean, ref.running_mean)
+        torch.testing.assert_close(ours.running_var, ref.running_var)
+
+
+FAULTS = """
+import json, resource, sys, torch
+sys.path.insert(0, sys.argv[1])
+torch.set_num_threads(1)
+from ssnas_core.config import RunConfig, with_overrides
+from ssnas_core.data.synthetic import make_synthetic
+from ssnas_core.finetune.setup import build_derived, build_finetune
+from ssnas_core.search_space.genotype import Genotype
+ops = ["sep_conv_3x3", "dil_conv_3x3", "max_pool_3x3", "skip_connect"]
+cell = [[ops[(i + j) % 4], j, i + 2] for i in range(4) for j in (0, 1)]
+genotype = Genotype.from_json(json.dumps({"normal": cell, "reduce": cell, "n_nodes": 4}))
+data = make_synthetic(n_train=32 * 7, n_val=32, n_test=8, size=28, channels=1, seed=0)
+cfg = with_overrides(RunConfig(), {"device": "cpu", "finetune.batch_size": 32, "finetune.epochs": 3})
+model, _ = build_derived(genotype, data, 16, 3, None, seed=0)
+engine = build_finetune(cfg, model, data, []).engine
+engine.run_epoch()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+engine.run_epoch()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / engine.steps_per_epoch)
+"""
+
+
+def _faults_per_step(tuning: str) -> float:
+    env = {**os.environ, "SSNAS_MALLOC_TUNING": tuning, "OMP_NUM_THREADS": "1"}
+    for var in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        env.pop(var, None)
+    out = subprocess.run([sys.executable, "-c", FAULTS, str(ROOT)], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_cpu_fine_tune_step_keeps_its_freed_activations() -> None:
+    tuned, untuned = _faults_per_step("1"), _faults_per_step("0")
+    assert untuned > 3000, untuned  # glibc's defaults: the step's activations come back as fresh pages
+    assert tuned < untuned / 5, (tuned, untuned)
