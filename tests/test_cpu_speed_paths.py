@@ -50,20 +50,11 @@ def test_channels_last_batch_norm_matches_torch_on_a_sliced_gradient() -> None:
 
 
 FAULTS = """
-import json, resource, sys, torch
+import resource, sys, torch
 sys.path.insert(0, sys.argv[1])
 torch.set_num_threads(1)
-from ssnas_core.config import RunConfig, with_overrides
-from ssnas_core.data.synthetic import make_synthetic
-from ssnas_core.finetune.setup import build_derived, build_finetune
-from ssnas_core.search_space.genotype import Genotype
-ops = ["sep_conv_3x3", "dil_conv_3x3", "max_pool_3x3", "skip_connect"]
-cell = [[ops[(i + j) % 4], j, i + 2] for i in range(4) for j in (0, 1)]
-genotype = Genotype.from_json(json.dumps({"normal": cell, "reduce": cell, "n_nodes": 4}))
-data = make_synthetic(n_train=32 * 7, n_val=32, n_test=8, size=28, channels=1, seed=0)
-cfg = with_overrides(RunConfig(), {"device": "cpu", "finetune.batch_size": 32, "finetune.epochs": 3})
-model, _ = build_derived(genotype, data, 16, 3, None, seed=0)
-engine = build_finetune(cfg, model, data, []).engine
+from tests.tiny import finetune_engine
+engine = finetune_engine()
 engine.run_epoch()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 engine.run_epoch()

@@ -25,17 +25,15 @@ from ssnas_core.data import (
 from ssnas_core.data.npz import file_md5
 from ssnas_core.errors import DatasetError
 
+from .tiny import medmnist_arrays
+
 N = {"train": 12, "val": 6, "test": 6}
 CLASSES = ("normal", "pneumonia")
 
 
 def _arrays(**overrides: Any) -> dict[str, np.ndarray]:
     """A valid MedMNIST-like set of arrays (binary, 1 channel, 8x8), with some keys replaced or dropped."""
-    rng = np.random.default_rng(0)
-    arrays: dict[str, np.ndarray] = {}
-    for split, n in N.items():
-        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 8, 8), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(n) % 2).astype(np.uint8)[:, None]
+    arrays = medmnist_arrays(N, size=8)
     for key, value in overrides.items():
         if value is None:
             del arrays[key]

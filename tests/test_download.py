@@ -17,6 +17,7 @@ from medmnist import INFO
 from ssnas_core.cli import main
 
 from .conftest import TINY
+from .tiny import medmnist_arrays
 
 COUNTS = {"train": 40, "val": 12, "test": 12}
 SEARCH = ["search", "--dataset", "pneumoniamnist", "--limit-train", "32",
@@ -26,11 +27,7 @@ SEARCH = ["search", "--dataset", "pneumoniamnist", "--limit-train", "32",
 @pytest.fixture
 def served(tmp_path, monkeypatch):
     """A PneumoniaMNIST-shaped file on a local HTTP server, and medmnist's INFO entry pointed at it."""
-    rng = np.random.default_rng(0)
-    arrays = {}
-    for split, n in COUNTS.items():
-        arrays[f"{split}_images"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(n) % 2).astype(np.uint8)[:, None]
+    arrays = medmnist_arrays(COUNTS, size=28)
     site = tmp_path / "site"
     site.mkdir()
     np.savez_compressed(site / "pneumoniamnist.npz", **arrays)

@@ -19,7 +19,7 @@ from ssnas_core.errors import ConfigError
 from ssnas_core.finetune.engine import FinetuneEngine, LabeledData
 from ssnas_core.finetune.losses import make_criterion, prepare_head
 from ssnas_core.search.engine import use_channels_last
-from ssnas_core.search.setup import chosen, resolve_device, training_indices
+from ssnas_core.search.setup import chosen, training_device, training_indices
 from ssnas_core.search_space.genotype import Genotype
 from ssnas_core.search_space.network import DerivedNetwork
 
@@ -92,7 +92,7 @@ def check_head(state: Mapping[str, torch.Tensor], n_classes: int) -> None:
 
 def build_finetune(cfg: RunConfig, model: nn.Module, dataset: ImageDataset, inherited: list[str]) -> FinetuneSetup:
     """Put data and model on the device and build the engine (bad input raises ``SsnasError``)."""
-    device = resolve_device(cfg.device)
+    device = training_device(cfg.device)
     data, counts, inputs = _splits(dataset, cfg, device)
     f = cfg.finetune
     criterion, adjust = make_criterion(f, counts, len(data.x_train), dataset.is_multilabel)

@@ -36,9 +36,21 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name} asked for CUDA but none is available here: use --device cpu or auto")
-    if device.type == "cuda":  # static shapes (drop_last): let cuDNN pick its fastest kernels once
+    return device
+
+
+def training_device(name: str) -> torch.device:
+    """``resolve_device``, then the process-wide settings a training run on that device wants.
+
+    CUDA: cuDNN benchmarks its kernels once per shape (the steps' shapes are static: ``drop_last``). CPU: freed
+    activations stay in the process between steps (``ssnas_core/allocator.py``; ``SSNAS_MALLOC_TUNING=0`` turns
+    it off). Called by ``build_search`` and ``build_finetune``, so every entry point (CLI, API, studies,
+    benchmarks) trains the same way.
+    """
+    device = resolve_device(name)
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if device.type == "cpu":  # activations freed each step stay in the process (ssnas_core/allocator.py)
+    else:
         retain_freed_memory()
     return device
 
@@ -79,7 +91,7 @@ def chosen(cfg: RunConfig) -> dict[str, object]:
 
 def build_search(cfg: RunConfig, dataset: ImageDataset | None = None) -> SearchSetup:
     """Load the data and build the engine (raises ``SsnasError`` on bad input, before any training)."""
-    device = resolve_device(cfg.device)
+    device = training_device(cfg.device)
     if dataset is None:
         dataset = load_dataset(cfg.data.dataset, cfg.data.data_root or None, size=cfg.data.size,
                                download=cfg.data.download, strict_md5=cfg.data.strict_md5, seed=cfg.seed)
