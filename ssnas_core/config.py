@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, TypeVar
 
-from ssnas_core.errors import ConfigError
+from ssnas_core.errors import ConfigError, read_text
 
 T = TypeVar("T")
 
@@ -125,6 +125,9 @@ class SearchConfig:
                 raise ConfigError(f"--{name} {value} is invalid: it must be at least 1")
         if self.stop_after < 0:
             raise ConfigError(f"--search.stop-after {self.stop_after} is invalid: give epochs, or 0 for all")
+        if self.stop_after > self.epochs:
+            raise ConfigError(f"--search.stop-after {self.stop_after} is more than --epochs {self.epochs}: give at "
+                              "most the schedule's epochs (the search would run them all), or 0 for all")
         if self.batch_size < 2:
             raise ConfigError(
                 f"--batch-size {self.batch_size} is invalid: batch statistics need at least 2 images per step"
@@ -419,10 +422,7 @@ def diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, tuple[Any, Any
 def load_config_file(path: str) -> dict[str, Any]:
     """A YAML (.yaml/.yml) or TOML (.toml) file as dotted option keys (nested tables flattened); ``--config`` of
     the CLI and ``config=`` of ``ssnas_core.api``."""
-    try:
-        text = open(path, encoding="utf-8").read()
-    except OSError as err:
-        raise ConfigError(f"--config {path} cannot be read ({err.strerror or err})") from err
+    text = read_text(path, "--config")
     try:
         if path.endswith(".toml"):
             import tomllib

@@ -7,6 +7,8 @@ what to do.
 
 from __future__ import annotations
 
+import os
+
 
 class SsnasError(Exception):
     """Base class of errors caused by bad input; the CLI exits with status 2."""
@@ -49,3 +51,18 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when empty): for one-line user errors."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def read_text(path: str | os.PathLike[str], flag: str) -> str:
+    """The UTF-8 text of the file an option names; a missing, unreadable, folder or non-text file is a
+    ``ConfigError`` that names the option."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except IsADirectoryError as err:
+        raise ConfigError(f"{flag} {path} is a folder: give the file itself") from err
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{flag} {path} is not UTF-8 text (byte {err.start}: {err.reason}): give the text file "
+                          "it expects, not a binary or re-encoded one") from err
+    except OSError as err:
+        raise ConfigError(f"{flag} {path} cannot be read ({err.strerror or err})") from err

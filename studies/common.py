@@ -46,3 +46,25 @@ def baseline_into(overrides: dict[str, Any], run: Any, model_name: str, tags: di
     setup = build_finetune(cfg, model, dataset, [])
     run.tracker.set_tags({"ssnas.dataset": dataset.name, **tags})
     return _finetune_run(cfg, setup, None, run.tracker, run.run_id, run.hook, run.checkpoints, register=False).val
+
+
+def check_data(ctx: Any) -> None:
+    """The study's data loads and its device exists (bad input: one line, before the study is created)."""
+    from ssnas_core.config import RunConfig, with_overrides
+    from ssnas_core.finetune.setup import load_data
+    from ssnas_core.search.setup import resolve_device
+
+    cfg = with_overrides(RunConfig(), ctx.fixed)
+    resolve_device(cfg.device)
+    load_data(cfg)
+
+
+def check_finetune(ctx: Any) -> None:
+    """The fine-tune of every trial can be built: architecture (search run or genotype), weights, data, device."""
+    from ssnas_core.search.setup import resolve_device
+    from ssnas_core.workflows.finetune import prepare
+
+    ft = {k: v for k, v in ctx.fixed.items() if k.startswith(FT_KEYS)}
+    resolve_device(str(ft.get("device", "auto")))
+    with tempfile.TemporaryDirectory() as tmp:
+        prepare(ft, ctx.search_run, ctx.genotype, ctx.weights, ctx.width, ctx.cells, Path(tmp))

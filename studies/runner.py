@@ -236,12 +236,25 @@ def objective_for(ctx: StudyContext) -> Callable[[optuna.Trial], float]:
     return objective
 
 
+def preflight(ctx: StudyContext, module: Any, create: bool) -> None:
+    """Check what every trial will need before the study or any run exists: the tracking store, and for ``study
+    run`` the data, device and architecture (the module's ``preflight``, else ``common.check_data``). A bad input
+    fails here with one line, not inside trial 0 with a study created and its parent run left RUNNING."""
+    from ssnas_core.tracking.mlflow_store import check_reachable
+    from studies.common import check_data
+
+    check_reachable(ctx.tracking_uri)
+    if create:  # a worker takes the study's context from the storage; its creator checked it
+        getattr(module, "preflight", check_data)(ctx)
+
+
 def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: float | None, sampler: str,
               pruner: str, seed: int, heartbeat_s: int) -> optuna.Study:
     """Create (``create``) or join a study and run trials until the study holds ``n_trials`` finished ones."""
     module = load_study_module(ctx.kind)
     if getattr(module, "NO_PRUNING", False):
         pruner = "none"
+    preflight(ctx, module, create)
     storage = open_storage(ctx.storage_url, heartbeat_s)
     try:
         if create:

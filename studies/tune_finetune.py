@@ -14,11 +14,12 @@ from typing import Any
 
 import optuna
 
-from studies.common import finetune_into
+from studies.common import check_finetune, finetune_into
 
 DESCRIPTION = "focal gamma, logit-adjustment tau and learning rate of the fine-tune"
 DEFAULT_TRIALS = 20
 DIRECTION = "maximize"
+preflight = check_finetune  # the architecture, data and device, checked before the study is created
 
 
 def suggest(trial: optuna.Trial, ctx: Any) -> dict[str, Any]:

@@ -176,6 +176,28 @@ TABLE = {
                             "synthetic", "--timeout", "0"],
     "models: --out is a file": ["models", "download", "ssnas-synthetic@champion", "--out", "{root}/afile"],
     "report: malformed runs file": ["report", "--experiment", "x", "--runs-file", "{root}/afile"],
+    "report: runs file not UTF-8": ["report", "--experiment", "x", "--runs-file", "{root}/binary"],
+    # found by the bad-input sweep of 2026-11-30
+    "search: a device ssnas does not train on": ["search", *TINY, "--device", "mps"],
+    "search: empty run id to resume": ["search", *TINY, "--resume", ""],
+    "search: stop-after beyond the schedule": ["search", *TINY, "--epochs", "1", "--search.stop-after", "5"],
+    "finetune: negative cells": ["finetune", "--genotype", "{root}/g.json", "--dataset", "synthetic", "--cells", "-1"],
+    "finetune: negative width": ["finetune", "--genotype", "{root}/g.json", "--dataset", "synthetic", "--width", "-3"],
+    "finetune: zero width": ["finetune", "--genotype", "{root}/g.json", "--dataset", "synthetic", "--width", "0"],
+    "finetune: genotype not UTF-8": ["finetune", "--genotype", "{root}/binary", "--dataset", "synthetic"],
+    "finetune: genotype is a folder": ["finetune", "--genotype", "{root}", "--dataset", "synthetic"],
+    "finetune: fractional node index": ["finetune", "--genotype", "{root}/frac.json", "--dataset", "synthetic"],
+    "study: no architecture": ["study", "run", "tune_finetune", "--dataset", "synthetic", "--device", "cpu"],
+    "study: unknown operation": ["study", "run", "tune_finetune", "--genotype", "{root}/badop.json", "--dataset",
+                                 "synthetic", "--device", "cpu"],
+    "study: unknown dataset": ["study", "run", "tune_finetune", "--genotype", "{root}/g.json", "--dataset",
+                               "nosuchmnist", "--device", "cpu"],
+    "study: unsupported tracking URI": ["study", "run", "tune_finetune", "--genotype", "{root}/g.json", "--dataset",
+                                        "synthetic", "--device", "cpu", "--tracking-uri", "foo://x"],
+    "study: zero seeds": ["study", "run", "compare_methods", "--dataset", "synthetic", "--seeds", "0"],
+    "study: zero heartbeat": ["study", "run", "tune_finetune", "--genotype", "{root}/g.json", "--dataset",
+                              "synthetic", "--heartbeat", "0"],
+    "study: compare on an unknown dataset": ["study", "run", "compare_methods", "--dataset", "nosuchmnist"],
 }
 
 
@@ -185,9 +207,13 @@ def test_every_command_refuses_bad_input_in_one_line(name, workdir, capsys) -> N
     root.mkdir()
     (root / "g.json").write_text(GENO)
     (root / "afile").write_text("not json, not a folder\n")
+    (root / "binary").write_bytes(b"\xff\xfe\x00{\x89PNG")
+    (root / "frac.json").write_text(GENO.replace('"n_nodes": 1', '"n_nodes": 1.5'))
+    (root / "badop.json").write_text(GENO.replace("sep_conv_3x3", "sep_conv_9x9"))
     assert main([a.format(root=root) for a in TABLE[name]]) == 2
     err = capsys.readouterr().err.strip()
     lines = err.splitlines()
     errors = [line for line in lines if line.startswith("ssnas: error:")]
     assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in err, err
     _assert_no_run_left(workdir)
+    assert not (workdir / "ssnas-studies.db").exists()  # a study's bad input is refused before the study exists

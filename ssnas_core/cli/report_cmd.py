@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ssnas_core.errors import SsnasError
+from ssnas_core.errors import SsnasError, read_text
 from ssnas_core.evaluation.report import (
     class_columns,
     like_for_like_csv,
@@ -35,7 +35,7 @@ def merge_runs_file(path: Path, experiment: str, runs: list[dict[str, Any]]) -> 
     """
     known: list[dict[str, Any]] = []
     if path.exists():
-        for n, line in enumerate(path.read_text().splitlines(), 1):
+        for n, line in enumerate(read_text(path, "--runs-file").splitlines(), 1):
             try:
                 record = json.loads(line) if line.strip() else None
             except ValueError:

@@ -34,6 +34,8 @@ def resolve_device(name: str) -> torch.device:
         device = torch.device(name)
     except RuntimeError as err:
         raise ConfigError(f"--device {name!r} is not a device: use auto, cpu, cuda or cuda:N") from err
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {name} is not supported: ssnas trains on auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"--device {name} asked for CUDA but none is available here: use --device cpu or auto")
     return device

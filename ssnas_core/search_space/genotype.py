@@ -77,12 +77,13 @@ class Genotype:
         try:
             data: Any = json.loads(text)
             genotype = cls(
-                normal=tuple((str(o), int(s), int(d)) for o, s, d in data["normal"]),
-                reduce=tuple((str(o), int(s), int(d)) for o, s, d in data["reduce"]),
-                n_nodes=int(data["n_nodes"]),
+                normal=tuple((_name(o), _index(s), _index(d)) for o, s, d in data["normal"]),
+                reduce=tuple((_name(o), _index(s), _index(d)) for o, s, d in data["reduce"]),
+                n_nodes=_index(data["n_nodes"]),
             )
         except (ValueError, KeyError, TypeError) as err:
-            raise ConfigError(f"genotype JSON is malformed ({err}): expected keys normal, reduce, n_nodes") from err
+            raise ConfigError(f"genotype JSON is malformed ({err}): expected keys normal, reduce, n_nodes, "
+                              "genes as [op name, from node, to node] with whole-number nodes") from err
         return genotype.validate()
 
     def describe(self) -> str:
@@ -94,6 +95,19 @@ class Genotype:
         """Number of ``skip_connect`` genes per cell type (the collapse monitor)."""
         return {name: sum(op == "skip_connect" for op, _, _ in genes)
                 for name, genes in (("normal", self.normal), ("reduce", self.reduce))}
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"operation {value!r} is not a name")
+    return value
+
+
+def _index(value: Any) -> int:
+    """A node index or count: a JSON integer (not a bool, a fraction or a string)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{value!r} is not a whole number")
+    return value
 
 
 def derive_cell(weights: np.ndarray, n_nodes: int, relaxation: str, threshold: float = 0.85,

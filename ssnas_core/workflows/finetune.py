@@ -17,7 +17,7 @@ import torch
 
 from ssnas_core.checkpoint import LAST, load_checkpoint, save_checkpoint
 from ssnas_core.config import FINETUNE_SECTIONS, RunConfig, config_sha, flatten, shareable, with_overrides
-from ssnas_core.errors import ConfigError, first_line
+from ssnas_core.errors import ConfigError, first_line, read_text
 from ssnas_core.evaluation.metrics import MULTILABEL, classification_metrics
 from ssnas_core.finetune.losses import class_prior
 from ssnas_core.finetune.portable import write_portable
@@ -100,9 +100,13 @@ def prepare(overrides: dict[str, Any], search_run: str | None, genotype_file: st
         params = _sibling_config(genotype_path)  # the search's settings, when its config.json lies beside
     else:
         raise ConfigError("say which architecture to fine-tune: --search-run RUN_ID or --genotype FILE")
-    genotype = Genotype.from_json(genotype_path.read_text())
-    width = width or int(params.get("search.width", 16))
-    cells = cells or int(params.get("search.cells", 3))
+    for flag, value in (("--width", width), ("--cells", cells)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} {value} is invalid: give a whole number >= 1, or leave it out to use the "
+                              "search's")
+    genotype = Genotype.from_json(read_text(genotype_path, "--genotype"))
+    width = width if width is not None else int(params.get("search.width", 16))
+    cells = cells if cells is not None else int(params.get("search.cells", 3))
     if params.get("search.nodes") and int(params["search.nodes"]) != genotype.n_nodes:
         raise ConfigError(f"genotype has {genotype.n_nodes} nodes but the search used {params['search.nodes']}")
     dataset = load_data(cfg)

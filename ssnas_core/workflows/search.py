@@ -114,6 +114,9 @@ def run_search(overrides: dict[str, Any], resume: str | None = None, tracker: Tr
     ``tracker``: report to this tracker instead of opening an MLflow run (``ssnas_core.api``; not with resume).
     """
     cfg = resolve(with_overrides(RunConfig(), overrides))
+    if resume is not None and not resume.strip():
+        raise ConfigError("--resume was given an empty run id: pass the id of the run to continue, or leave "
+                          "--resume out to start a new search")
     if resume:
         run_dir = Path(cfg.tracking.work_dir) / resume
         if not (run_dir / "checkpoints" / LAST).exists() and cfg.tracking.enabled:

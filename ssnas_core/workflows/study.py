@@ -34,6 +34,10 @@ def run_study_workflow(kind: str, overrides: dict[str, Any], *, storage: str, cr
         raise ConfigError(f"--n-trials {n_trials} is invalid: give the number of finished trials to reach (>= 1)")
     if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
         raise ConfigError(f"--timeout {timeout} is invalid: give seconds > 0")
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds} is invalid: give the number of seeds per method (>= 1)")
+    if heartbeat < 1:
+        raise ConfigError(f"--heartbeat {heartbeat} is invalid: give seconds between worker heartbeats (>= 1)")
     cfg = with_overrides(RunConfig(), overrides)
     study = study_name or f"{kind}-{safe_name(cfg.data.dataset)}"
     ctx = StudyContext(
