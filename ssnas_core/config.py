@@ -132,8 +132,11 @@ class SearchConfig:
             raise ConfigError(
                 f"--batch-size {self.batch_size} is invalid: batch statistics need at least 2 images per step"
             )
-        if self.lambda_bt < 0 or self.w01 < 0 or self.temperature <= 0:
-            raise ConfigError("--lambda-bt and --w01 must be >= 0 and --search.temperature > 0")
+        for flag, value in (("--lambda-bt", self.lambda_bt), ("--w01", self.w01)):
+            if value < 0:
+                raise ConfigError(f"{flag} {value} is negative: give a weight >= 0 (0 leaves that loss out)")
+        if self.temperature <= 0:
+            raise ConfigError(f"--search.temperature {self.temperature} is invalid: give a temperature > 0")
         if not 0 < self.threshold < 1:
             raise ConfigError(f"--search.threshold {self.threshold} must lie in (0, 1)")
         projector_sizes(self.projector)

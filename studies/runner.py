@@ -60,11 +60,16 @@ class StudyContext:
     seeds: int = 3
 
 
+def check_storage_url(url: str) -> None:
+    """SQLite and PostgreSQL are the storages tested here (MySQL would need a driver that is not installed)."""
+    if not url.startswith(("sqlite://", "postgresql")):
+        raise StudyError(f"storage URL {url.split('@')[-1]!r} is not supported: use sqlite:///study.db or "
+                         "postgresql+psycopg://user@host:5432/db")
+
+
 def open_storage(url: str, heartbeat_s: int = 10, max_retry: int = 1) -> RDBStorage:
     """An RDB storage with heartbeats and retries; bad or unreachable URLs raise ``StudyError``."""
-    if not url.startswith(("sqlite://", "postgresql", "mysql")):
-        raise StudyError(f"storage URL {url!r} is not supported: use sqlite:///study.db or "
-                         "postgresql+psycopg://user@host:5432/db")
+    check_storage_url(url)
     # Small pools: a worker needs one connection for trials and one for its heartbeat thread, and
     # PostgreSQL's default limit (100) is shared by every worker and the MLflow server.
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
@@ -248,13 +253,30 @@ def preflight(ctx: StudyContext, module: Any, create: bool) -> None:
         getattr(module, "preflight", check_data)(ctx)
 
 
+def _check_storage_exists(ctx: StudyContext) -> None:
+    """A worker's SQLite storage must be there already (opening one creates an empty database)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        database = make_url(ctx.storage_url).database if ctx.storage_url.startswith("sqlite") else None
+    except Exception:  # noqa: BLE001 - a malformed URL: open_storage names it
+        return
+    if database not in (None, "", ":memory:") and not Path(database).is_file():
+        raise StudyError(f"no Optuna storage at {database}: start the study first with `ssnas study run {ctx.kind} "
+                         f"--study-name {ctx.study}` and the same --storage")
+
+
 def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: float | None, sampler: str,
               pruner: str, seed: int, heartbeat_s: int) -> optuna.Study:
     """Create (``create``) or join a study and run trials until the study holds ``n_trials`` finished ones."""
     module = load_study_module(ctx.kind)
     if getattr(module, "NO_PRUNING", False):
         pruner = "none"
-    preflight(ctx, module, create)
+    check_storage_url(ctx.storage_url)
+    if create:
+        preflight(ctx, module, create)
+    else:  # a worker joins a study that exists: nothing is created (no storage file, no store) for a wrong name
+        _check_storage_exists(ctx)
     storage = open_storage(ctx.storage_url, heartbeat_s)
     try:
         if create:
@@ -275,6 +297,7 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
                 raise StudyError(f"no study named {ctx.study!r} in the storage: start it with "
                                  f"`ssnas study run {ctx.kind} --study-name {ctx.study}`") from exc
             _apply_context(ctx, study.user_attrs.get("context", {}))
+            preflight(ctx, module, create)
         # The sampler, made once the study's context is known, is seeded from the study's state: a resumed study
         # does not replay its first suggestions, and each worker draws its own (workers sharing one seed would
         # suggest the same parameters in the random start-up phase).

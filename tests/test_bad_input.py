@@ -73,9 +73,12 @@ def test_unknown_option_is_an_argparse_error(workdir, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["search", "--no-such-flag"])
     assert exc.value.code == 2
+    assert capsys.readouterr().err == "ssnas: error: unrecognized arguments: --no-such-flag; see `ssnas --help`\n"
     with pytest.raises(SystemExit):
         main(["search", "--relaxation", "gumbel"])
-    assert "invalid choice" in capsys.readouterr().err
+    err = capsys.readouterr().err.strip().splitlines()  # one line, not argparse's usage block first
+    assert err == ["ssnas search: error: argument --relaxation/--search.relaxation: invalid choice: 'gumbel' "
+                   "(choose from 'sigmoid', 'softmax'); see `ssnas search --help`"], err
 
 
 def test_resume_with_a_different_config_lists_the_keys(workdir, capsys) -> None:
@@ -198,6 +201,8 @@ TABLE = {
     "study: zero heartbeat": ["study", "run", "tune_finetune", "--genotype", "{root}/g.json", "--dataset",
                               "synthetic", "--heartbeat", "0"],
     "study: compare on an unknown dataset": ["study", "run", "compare_methods", "--dataset", "nosuchmnist"],
+    "search: negative w01": ["search", *TINY, "--w01", "-1"],
+    "search: zero temperature": ["search", *TINY, "--search.temperature", "0"],
 }
 
 
@@ -217,3 +222,85 @@ def test_every_command_refuses_bad_input_in_one_line(name, workdir, capsys) -> N
     assert len(errors) == 1 and lines[-1] == errors[0] and "Traceback" not in err, err
     _assert_no_run_left(workdir)
     assert not (workdir / "ssnas-studies.db").exists()  # a study's bad input is refused before the study exists
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    lines = err.splitlines()
+    assert lines and lines[-1].startswith("ssnas: error:") and "Traceback" not in err, err
+    return lines[-1]
+
+
+def test_a_refused_command_leaves_nothing_behind(workdir, capsys) -> None:
+    """Found by the bad-input sweep of 2026-11-30: an unreachable tracking server left an empty ssnas-runs/,
+    and a worker of an unknown study created ssnas-studies.db and mlflow.db."""
+    assert main(["search", *TINY, "--tracking-uri", "http://127.0.0.1:9"]) == 2
+    assert "127.0.0.1:9" in _one_error_line(capsys)
+    assert main(["study", "worker", "tune_finetune", "--study-name", "nosuch"]) == 2
+    line = _one_error_line(capsys)
+    assert "ssnas-studies.db" in line and "ssnas study run tune_finetune --study-name nosuch" in line, line
+    assert main(["study", "run", "tune_finetune", "--genotype", "g.json", "--dataset", "synthetic",
+                 "--storage", "mysql://u:pw@db/x"]) == 2
+    line = _one_error_line(capsys)
+    assert "not supported" in line and "pw" not in line, line
+    assert sorted(p.name for p in workdir.iterdir()) == []  # g.json is never read: the storage is refused first
+
+
+def test_file_errors_name_the_fix_that_fits(workdir, capsys) -> None:
+    """A file where a folder belongs is not cured by freeing space, and only a search resumes."""
+    import errno
+
+    from ssnas_core.cli import os_error_line
+
+    (workdir / "afile").write_text("x")
+    assert main(["platform", "up", "--state", str(workdir / "afile" / "state")]) == 2
+    line = _one_error_line(capsys)
+    assert "a file stands where a folder is needed" in line and "--resume" not in line, line
+    assert "give a file path" in os_error_line(IsADirectoryError(errno.EISDIR, "Is a directory", "x"), "report")
+    full = os_error_line(OSError(errno.ENOSPC, "No space left on device", "ck"), "search")
+    assert full == "No space left on device (ck): free space; an interrupted search continues with --resume"
+    assert "fix its permissions" in os_error_line(PermissionError(errno.EACCES, "Permission denied", "o"), "models")
+
+
+def test_platform_up_refuses_a_port_another_server_holds(workdir, capsys) -> None:
+    """Another server on the port answered the health check, and `up` reported it as the platform's."""
+    import socket
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert main(["platform", "up", "--state", "st", "--mlflow-port", str(port), "--dashboard-port", "0"]) == 2
+        assert "--dashboard-port 0 is not a TCP port" in _one_error_line(capsys)
+        assert main(["platform", "up", "--state", "st", "--mlflow-port", str(port)]) == 2
+        line = _one_error_line(capsys)
+        assert f"--mlflow-port {port} is in use" in line, line
+        assert main(["platform", "up", "--state", "st", "--mlflow-backend", "mysql://u:pw@h/db"]) == 2
+        assert "not supported" in _one_error_line(capsys)
+    assert not (workdir / "st").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    ("text", "is not a PyTorch weights file"),
+    ("arrays", "holds objects other than tensors"),
+    ("list", "is not a state dict"),
+    ("folder", "is a folder"),
+])
+def test_weights_that_are_not_a_state_dict_say_what_to_pass(workdir, capsys, content, needle) -> None:
+    """torch's own message advised weights_only=False, which would run the file's code."""
+    import torch
+
+    (workdir / "g.json").write_text(GENO)
+    weights = workdir / "w.pt"
+    if content == "text":
+        weights.write_text("not weights\n")
+    elif content == "arrays":
+        torch.save({"stem.0.weight": np.zeros(3)}, weights)
+    elif content == "list":
+        torch.save([torch.zeros(1)], weights)
+    else:
+        weights.mkdir()
+    assert main(["finetune", "--genotype", "g.json", "--weights", str(weights), "--dataset", "synthetic"]) == 2
+    line = _one_error_line(capsys)
+    assert needle in line and "supernet.pt" in line and "weights_only" not in line, line
+    _assert_no_run_left(workdir)

@@ -282,7 +282,7 @@ def test_weights_torch_refuses_give_one_line_not_torchs_message(searched, tmp_pa
                  "synthetic", *FT]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     at = [i for i, line in enumerate(err) if line.startswith("ssnas: error:")]
-    assert len(at) == 1 and at[0] == len(err) - 1 and "cannot be loaded as a state dict" in err[-1], err
+    assert len(at) == 1 and at[0] == len(err) - 1 and "is not a PyTorch weights file" in err[-1], err
 
 
 def test_runs_record_their_data_as_mlflow_dataset_inputs(searched) -> None:

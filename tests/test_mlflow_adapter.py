@@ -170,6 +170,41 @@ def test_unreachable_server_fails_fast() -> None:
     assert time.monotonic() - begin < 10
 
 
+def test_a_server_behind_basic_auth_is_probed_with_the_uri_credentials() -> None:
+    """``http://user:password@host`` is how MLflow's client takes basic auth; the probe must send it as a
+    header (urllib takes no credentials in the host part, and used to fail on the URI)."""
+    import base64
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            seen.append(self.headers.get("Authorization"))
+            ok = self.path == "/health" and seen[-1] == "Basic " + base64.b64encode(b"admin:p@ss word").decode()
+            self.send_response(200 if ok else 500)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        check_reachable(f"http://admin:p%40ss%20word@127.0.0.1:{port}/")
+        assert len(seen) == 1
+        with pytest.raises(TrackingError, match="HTTP 500") as err:  # a wrong password reaches the server too
+            check_reachable(f"http://admin:wrong@127.0.0.1:{port}")
+        assert "wrong" not in str(err.value)
+    finally:
+        server.shutdown()
+    with pytest.raises(TrackingError, match="cannot reach") as err:
+        check_reachable("http://admin:s3cret@127.0.0.1:9")
+    assert "s3cret" not in str(err.value)
+
+
 @pytest.mark.parametrize("kind", ["missing", "readonly"])
 def test_bad_sqlite_folder(tmp_path: Path, kind: str) -> None:
     folder = tmp_path / "no" / "such" if kind == "missing" else tmp_path / "ro"

@@ -119,8 +119,10 @@ def test_four_workers_share_one_study_and_each_trial_has_one_run(pg) -> None:
 
 def test_a_killed_worker_trial_fails_is_retried_and_resumes(pg) -> None:
     storage, store, work = pg
-    # trials long enough (10 epochs) that the first worker cannot finish all three before the second starts
-    common = ("--n-trials", "3", "--epochs", "10", "--heartbeat", "1", "--pruner", "none")
+    # Trials long enough that the first worker is still in its second trial when the second worker's first trial
+    # has checkpointed: that takes the second worker about 13 s after its trial opens (start-up, data, MLflow run)
+    # on a loaded machine, which 10 epochs of these trials (5 s) did not cover.
+    common = ("--n-trials", "3", "--epochs", "40", "--heartbeat", "1", "--pruner", "none")
     first = _study("run", storage, work, *common)
     _wait_for_study(storage, first)
     victim = _study("worker", storage, work, *common)

@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import warnings
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from ssnas_core import __version__
 from ssnas_core.cli.args import add_config_flags, given_overrides
@@ -162,8 +162,16 @@ def _runs_parser(sub: Any) -> None:
                    "sqlite:///./mlflow.db)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the problem and where the options are listed), not after the whole
+    usage block; subcommands' parsers are of this class too (``add_subparsers`` makes them with it)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}; see `{self.prog} --help`\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ssnas", description="Self-supervised neural architecture search on imbalanced image datasets.")
     parser.add_argument("--version", action="version", version=f"ssnas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -217,6 +225,33 @@ def install_interrupt_handlers() -> None:
     """SIGTERM raises ``_Terminated`` (runs end KILLED, exit 143); interrupts lost in finalisers come again."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     sys.unraisablehook = _redeliver_swallowed_interrupts
+
+
+# What an interrupted command's user can do next (only a search resumes; a killed study trial is retried by
+# the study, a killed fine-tune is run again).
+_RESUME = {"search": "; resume with --resume RUN_ID",
+           "study": "; start the same `ssnas study` command again to continue the study"}
+
+
+def os_error_line(err: OSError, command: str) -> str:
+    """One line for an OSError that reached the CLI: what failed, on which path, and the fix that fits it
+    (a file where a folder belongs is not cured by freeing space)."""
+    import errno
+
+    where = f" ({err.filename})" if err.filename else ""
+    if isinstance(err, (FileExistsError, NotADirectoryError)):
+        fix = "a file stands where a folder is needed: give another path or move that file"
+    elif isinstance(err, IsADirectoryError):
+        fix = "a folder stands where a file is needed: give a file path"
+    elif isinstance(err, PermissionError):
+        fix = "fix its permissions or give another path"
+    elif err.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        fix = "free space"
+    else:
+        fix = "check the path, free space or fix permissions"
+    if command == "search":
+        fix += "; an interrupted search continues with --resume"
+    return f"{err.strerror or err}{where}: {fix}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -287,18 +322,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ssnas: error: {' '.join(str(err).split())}", file=sys.stderr)  # one line, whatever it embeds
         return 2
     except OSError as err:  # disk full, permissions, a vanished folder: one line, not a traceback
-        where = f" ({err.filename})" if err.filename else ""
-        print(f"ssnas: error: {err.strerror or err}{where}: free space or fix permissions; an interrupted search "
-              "continues with --resume", file=sys.stderr)
+        print(f"ssnas: error: {os_error_line(err, args.command)}", file=sys.stderr)
         return 2
     except DivergenceError as err:
         print(f"ssnas: run failed: {err}", file=sys.stderr)
         return 1
     except _Terminated:
-        print("ssnas: terminated; resume with --resume RUN_ID", file=sys.stderr)
+        print("ssnas: terminated" + _RESUME.get(args.command, ""), file=sys.stderr)
         return 143
     except KeyboardInterrupt:
-        print("ssnas: interrupted; resume with --resume RUN_ID", file=sys.stderr)
+        print("ssnas: interrupted" + _RESUME.get(args.command, ""), file=sys.stderr)
         return 130
     return 0
 

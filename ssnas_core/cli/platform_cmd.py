@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -69,11 +70,36 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _check_ports(mlflow_port: int, dashboard_port: int) -> None:
+    """Both ports valid, distinct and free on 127.0.0.1: a port held by another server would otherwise answer the
+    health check, and ``up`` would report that server as ours."""
+    ports = {"--mlflow-port": mlflow_port, "--dashboard-port": dashboard_port}
+    for flag, port in ports.items():
+        if not 1 <= port <= 65535:
+            raise SsnasError(f"{flag} {port} is not a TCP port: give one from 1 to 65535")
+    if mlflow_port == dashboard_port:
+        raise SsnasError(f"--mlflow-port and --dashboard-port are both {mlflow_port}: give two different ports")
+    for flag, port in ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: only a listener stops it
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as err:
+                raise SsnasError(f"{flag} {port} is in use on 127.0.0.1 ({err.strerror or err}): stop what holds it "
+                                 f"(`ssnas platform down` if it is a platform started here) or give another port"
+                                 ) from err
+
+
 def up(state: Path = STATE, mlflow_backend: str = "", optuna_storage: str = "", mlflow_port: int = 5000,
        dashboard_port: int = 8080, basic_auth: bool = False, timeout: float = 180) -> dict[str, str]:
     """Start the services, wait until they answer; returns their URLs and the seconds it took."""
     if (state / "pids.json").exists():  # checked before anything is written
         raise SsnasError(f"a platform is already running from {state} (pids.json): run `ssnas platform down` first")
+    for flag, url in (("--mlflow-backend", mlflow_backend), ("--optuna-storage", optuna_storage)):
+        if url and not url.startswith(("sqlite:///", "postgresql")):
+            raise SsnasError(f"{flag} {url.split('@')[-1]!r} is not supported: give sqlite:///path.db or "
+                             "postgresql+psycopg://user@host:5432/db (empty: a SQLite file in --state)")
+    _check_ports(mlflow_port, dashboard_port)
     password = os.environ.get("SSNAS_ADMIN_PASSWORD", "")
     if basic_auth and (len(password) < 12 or not password.isprintable()):
         raise SsnasError("--basic-auth needs the admin password in $SSNAS_ADMIN_PASSWORD: at least 12 printable "

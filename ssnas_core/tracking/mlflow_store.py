@@ -5,8 +5,10 @@ Shared by the adapter (runs), the registry and the report queries.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
+import http.client
 import os
 import urllib.error
 import urllib.request
@@ -80,6 +82,21 @@ def _create_sqlite_schema_once(tracking_uri: str, db: Path) -> None:
             client_for(tracking_uri).search_experiments(max_results=1)
 
 
+def _health_request(tracking_uri: str) -> urllib.request.Request:
+    """A GET of the server's ``/health``; a ``user:password@`` in the URI (which MLflow's client, through
+    requests, sends as basic auth) becomes the Authorization header, since urllib takes no credentials in the
+    host part."""
+    parts = urlparse(tracking_uri)
+    host = parts.hostname or ""
+    netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+    url = parts._replace(netloc=netloc).geturl().rstrip("/") + "/health"
+    request = urllib.request.Request(url)  # noqa: S310 (http(s) only, checked by the caller)
+    if parts.username is not None:
+        token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        request.add_header("Authorization", "Basic " + base64.b64encode(token).decode())
+    return request
+
+
 def check_reachable(tracking_uri: str) -> None:
     """Fail fast, with one clear line, when the tracking store cannot be used.
 
@@ -101,16 +118,15 @@ def check_reachable(tracking_uri: str) -> None:
         raise TrackingError(f"tracking URI {redact(tracking_uri)!r} is not supported (scheme {scheme or 'none'!r}); "
                             + _URI_FORMS)
     if scheme in ("http", "https"):
-        url = tracking_uri.rstrip("/") + "/health"
         try:
-            with urllib.request.urlopen(url, timeout=_PROBE_TIMEOUT_S):  # noqa: S310 (http(s) only)
+            with urllib.request.urlopen(_health_request(tracking_uri), timeout=_PROBE_TIMEOUT_S):  # noqa: S310
                 pass
         except urllib.error.HTTPError as exc:
             if exc.code >= 500:
                 msg = f"MLflow server {redact(tracking_uri)} answered /health with HTTP {exc.code}"
                 raise TrackingError(f"{msg}; check the server's log or pass another --tracking-uri") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            msg = f"cannot reach MLflow server {redact(tracking_uri)} ({getattr(exc, 'reason', exc)})"
+        except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+            msg = f"cannot reach MLflow server {redact(tracking_uri)} ({redact(str(getattr(exc, 'reason', exc)))})"
             raise TrackingError(f"{msg}; start it or pass another --tracking-uri / MLFLOW_TRACKING_URI") from exc
     elif scheme == "sqlite":
         db = sqlite_path(tracking_uri)

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import copy
 import json
+import pickle
 import sys
 import tempfile
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -76,10 +78,23 @@ def _from_search_run(cfg: RunConfig, run_id: str, dst: Path) -> tuple[dict[str, 
 def _load_weights(path: Path | None) -> dict[str, torch.Tensor] | None:
     if path is None:
         return None
+    fix = "pass the supernet.pt of a search run, or a file saved with torch.save(model.state_dict(), path)"
+    if path.is_dir():
+        raise ConfigError(f"--weights {path} is a folder: {fix}")
+    if not path.exists():
+        raise ConfigError(f"--weights {path} does not exist: {fix}")
+    if not zipfile.is_zipfile(path):  # what torch.save has written since PyTorch 1.6
+        raise ConfigError(f"--weights {path} is not a PyTorch weights file (torch.save writes a zip archive): {fix}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise ConfigError(f"--weights {path} cannot be loaded as a state dict ({first_line(err)})") from err
+    except pickle.UnpicklingError as err:  # torch's advice (weights_only=False) would run the file's code: not ours
+        raise ConfigError(f"--weights {path} holds objects other than tensors (a pickled model, numpy arrays?), "
+                          f"which are not loaded, for safety: {fix}") from err
+    except Exception as err:  # noqa: BLE001 - not a zip, truncated, unreadable: torch raises many types
+        raise ConfigError(f"--weights {path} is not a PyTorch weights file ({first_line(err)[:120]}): {fix}") from err
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ConfigError(f"--weights {path} is not a state dict (names to tensors): {fix}")
     return {k.removeprefix("supernet."): v for k, v in state.items()}
 
 

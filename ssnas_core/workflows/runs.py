@@ -58,20 +58,22 @@ def open_tracker(cfg: RunConfig, experiment: str, tags: dict[str, str], resume: 
 
 
 def check_work_dir(folder: Path) -> None:
-    """``--work-dir`` must be a folder this process can create files in.
+    """``--work-dir`` must be a folder this process can create files in, or one it can create; nothing is
+    created here (the run's folder is made once its run exists, so a command refused later, e.g. for an
+    unreachable tracking server, leaves no empty folder behind).
 
     Raises:
-        ConfigError: it cannot be created, is not a folder, or is not writable.
+        ConfigError: a file stands on the path, or the folder (or its nearest existing parent) is not writable.
     """
     from ssnas_core.errors import ConfigError
 
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"--work-dir {folder} cannot be created ({err.strerror or err}): give a writable "
-                          "folder") from err
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise ConfigError(f"--work-dir {folder} is not a writable folder: give a writable folder")
+    existing = folder.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--work-dir {folder} cannot be created: {existing} is a file; give a writable folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--work-dir {folder} is not writable ({existing} is not): give a writable folder")
 
 
 def owner_tag() -> str:
