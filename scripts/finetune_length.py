@@ -3,9 +3,12 @@
 Reads the finished fine-tunes of an MLflow experiment (made with ``ssnas finetune ... --epochs N`` for two or
 more N, same seeds), and writes:
 
-* ``<out>/finetune_length.json``: per run its seed, epochs, best val epoch (1-based), best val metric and test
-  figures;
-* ``<out>/finetune_length.png``: val balanced accuracy per epoch, one line per run.
+* ``<out>/<stem>.json``: per run its seed, epochs, best val epoch (1-based), best val metric, test figures and
+  the val curve;
+* ``<out>/<stem>.png``: val balanced accuracy per epoch, one line per run.
+
+``--stem`` (default ``finetune_length``) keeps pairs run in different working periods apart: each period's
+MLflow store is new, so a later pair goes to its own files rather than overwriting an earlier one.
 
     .venv/bin/python scripts/finetune_length.py --tracking-uri sqlite:////tmp/ssnas-results/mlflow.db \\
         --experiment results-long --out docs/results/pneumonia
@@ -24,6 +27,7 @@ def main() -> None:
     p.add_argument("--experiment", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--metric", default="val/balanced_acc")
+    p.add_argument("--stem", default="finetune_length", help="output file names, without extension")
     a = p.parse_args()
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -46,11 +50,12 @@ def main() -> None:
         rows.append({"run_id": run.info.run_id, "method": run.data.tags.get("ssnas.method"),
                      "loss": run.data.params.get("finetune.loss"), "seed": seed, "epochs": epochs,
                      "best_epoch": int(m["best_epoch"]) + 1, "best_val": max(v for _, v in history),
-                     **{k: m[k] for k in ("test/balanced_acc", "test/acc", "test/auc") if k in m}})
+                     **{k: m[k] for k in ("test/balanced_acc", "test/acc", "test/auc") if k in m},
+                     "val_curve": [round(v, 5) for _, v in history]})
         curves[(seed, epochs)] = history
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "finetune_length.json").write_text(json.dumps(rows, indent=1) + "\n")
+    (out / f"{a.stem}.json").write_text(json.dumps(rows, indent=1) + "\n")
     fig = Figure(figsize=(8, 4.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
@@ -64,9 +69,9 @@ def main() -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(out / "finetune_length.png", dpi=110)
+    fig.savefig(out / f"{a.stem}.png", dpi=110)
     for r in rows:
-        print(json.dumps(r))
+        print(json.dumps({k: v for k, v in r.items() if k != "val_curve"}))
 
 
 if __name__ == "__main__":

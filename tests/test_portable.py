@@ -84,6 +84,9 @@ def test_model_without_portable_weights_says_what_to_do(tmp_path: Path) -> None:
         load_model(tmp_path)
     with pytest.raises(CheckpointError, match="no model_config.json"):
         load_model(tmp_path / "elsewhere")
+    (tmp_path / "odd" / "model_config.json").mkdir(parents=True)  # a folder of that name: one line, not a traceback
+    with pytest.raises(CheckpointError, match="cannot be read"):
+        load_model(tmp_path / "odd")
 
 
 @pytest.mark.parametrize("kind", ["derived", "resnet32"])

@@ -128,9 +128,12 @@ def load_model(path: str | Path) -> ServingModel:
     """
     config_path = _find_config(Path(path))
     try:
-        config = json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{config_path} is not JSON ({first_line(err)})") from err
+    except OSError as err:  # a folder of that name, unreadable: one line too
+        raise CheckpointError(f"{config_path} cannot be read ({err.strerror or err}): download the model "
+                              "again") from err
     if not isinstance(config, dict) or config.get("format") != FORMAT or "architecture" not in config:
         raise CheckpointError(f"{config_path} has no portable weights (logged by an older ssnas): load it with "
                               "mlflow.pytorch.load_model only if you trust the registry, or fine-tune again")
