@@ -18,6 +18,11 @@ from .ports import free_port
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# Generous: a login checks a salted password hash, and on a loaded 2-core machine (CI beside two result runs) a
+# request took over 10 s, which read as "no answer" (status 0) in a run where the platform itself took 73 s to start.
+TIMEOUT_S = 60
+
+
 def _status(url: str, auth: str | None = None) -> int:
     request = urllib.request.Request(url)
     if auth:
@@ -25,7 +30,7 @@ def _status(url: str, auth: str | None = None) -> int:
 
         request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
             return int(response.status)
     except urllib.error.HTTPError as err:
         return err.code
@@ -68,7 +73,7 @@ def test_platform_up_serves_tracking_and_dashboard_and_keeps_data_across_restart
         client.log_artifact(run.info.run_id, str(tmp_path / "a.txt"))
         client.set_terminated(run.info.run_id)
         assert _status(f"http://127.0.0.1:{dash}/api/studies") == 200
-        with urllib.request.urlopen(f"http://127.0.0.1:{ml}/", timeout=10) as page:  # the ssnas app's UI page
+        with urllib.request.urlopen(f"http://127.0.0.1:{ml}/", timeout=TIMEOUT_S) as page:  # the ssnas app's UI page
             assert b"mlflow.workflowType_v1" in page.read()
     finally:
         assert main(["platform", "down", "--state", str(tmp_path / "st")]) == 0
@@ -112,7 +117,7 @@ def test_basic_auth_refuses_unauthenticated_requests(tmp_path, monkeypatch) -> N
         import base64
 
         page.add_header("Authorization", "Basic " + base64.b64encode(f"admin:{password}".encode()).decode())
-        with urllib.request.urlopen(page, timeout=10) as response:
+        with urllib.request.urlopen(page, timeout=TIMEOUT_S) as response:
             assert b"mlflow.workflowType_v1" in response.read()
         assert _status(f"http://127.0.0.1:{ml}/") == 401
         # secrets: not in any file's content, not on any service's command line; state is this user's only
