@@ -28,7 +28,9 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
+from ssnas_core.db_urls import check_db_url
 from ssnas_core.errors import ConfigError, DivergenceError, TrackingError, TrialStopped, first_line
+from ssnas_core.tracking.mlflow_store import check_reachable, sqlite_path
 from ssnas_core.workflows.progress import progress_bar
 from ssnas_core.workflows.runs import owner_tag
 from studies import load_study_module
@@ -60,16 +62,10 @@ class StudyContext:
     seeds: int = 3
 
 
-def check_storage_url(url: str) -> None:
-    """SQLite and PostgreSQL are the storages tested here (MySQL would need a driver that is not installed)."""
-    if not url.startswith(("sqlite://", "postgresql")):
-        raise StudyError(f"storage URL {url.split('@')[-1]!r} is not supported: use sqlite:///study.db or "
-                         "postgresql+psycopg://user@host:5432/db")
-
-
 def open_storage(url: str, heartbeat_s: int = 10, max_retry: int = 1) -> RDBStorage:
-    """An RDB storage with heartbeats and retries; bad or unreachable URLs raise ``StudyError``."""
-    check_storage_url(url)
+    """An RDB storage with heartbeats and retries; bad or unreachable URLs raise ``StudyError`` (an unsupported
+    database ``ConfigError``)."""
+    check_db_url(url, "storage URL")
     # Small pools: a worker needs one connection for trials and one for its heartbeat thread, and
     # PostgreSQL's default limit (100) is shared by every worker and the MLflow server.
     kwargs: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 2}
@@ -241,27 +237,20 @@ def objective_for(ctx: StudyContext) -> Callable[[optuna.Trial], float]:
     return objective
 
 
-def preflight(ctx: StudyContext, module: Any, create: bool) -> None:
-    """Check what every trial will need before the study or any run exists: the tracking store, and for ``study
-    run`` the data, device and architecture (the module's ``preflight``, else ``common.check_data``). A bad input
-    fails here with one line, not inside trial 0 with a study created and its parent run left RUNNING."""
-    from ssnas_core.tracking.mlflow_store import check_reachable
+def preflight(ctx: StudyContext, module: Any) -> None:
+    """Check what every trial of ``study run`` will need before the study or any run exists: the data, device
+    and architecture (the module's ``preflight``, else ``common.check_data``). A bad input fails here with one
+    line, not inside trial 0 with a study created and its parent run left RUNNING. (A worker takes the study's
+    context from the storage; its creator checked it.)"""
     from studies.common import check_data
 
-    check_reachable(ctx.tracking_uri)
-    if create:  # a worker takes the study's context from the storage; its creator checked it
-        getattr(module, "preflight", check_data)(ctx)
+    getattr(module, "preflight", check_data)(ctx)
 
 
 def _check_storage_exists(ctx: StudyContext) -> None:
     """A worker's SQLite storage must be there already (opening one creates an empty database)."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        database = make_url(ctx.storage_url).database if ctx.storage_url.startswith("sqlite") else None
-    except Exception:  # noqa: BLE001 - a malformed URL: open_storage names it
-        return
-    if database not in (None, "", ":memory:") and not Path(database).is_file():
+    database = sqlite_path(ctx.storage_url)
+    if database is not None and not database.is_file():
         raise StudyError(f"no Optuna storage at {database}: start the study first with `ssnas study run {ctx.kind} "
                          f"--study-name {ctx.study}` and the same --storage")
 
@@ -272,12 +261,13 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
     module = load_study_module(ctx.kind)
     if getattr(module, "NO_PRUNING", False):
         pruner = "none"
-    check_storage_url(ctx.storage_url)
+    check_db_url(ctx.storage_url, "storage URL")  # before anything else reads or creates a file
     if create:
-        preflight(ctx, module, create)
+        check_reachable(ctx.tracking_uri)
+        preflight(ctx, module)
     else:  # a worker joins a study that exists: nothing is created (no storage file, no store) for a wrong name
         _check_storage_exists(ctx)
-    storage = open_storage(ctx.storage_url, heartbeat_s)
+    storage = open_storage(ctx.storage_url, heartbeat_s)  # checks the URL again: other callers rely on it
     try:
         if create:
             study = optuna.create_study(study_name=ctx.study, storage=storage, pruner=make_pruner(pruner),
@@ -297,7 +287,7 @@ def run_study(ctx: StudyContext, create: bool, n_trials: int | None, timeout: fl
                 raise StudyError(f"no study named {ctx.study!r} in the storage: start it with "
                                  f"`ssnas study run {ctx.kind} --study-name {ctx.study}`") from exc
             _apply_context(ctx, study.user_attrs.get("context", {}))
-            preflight(ctx, module, create)
+            check_reachable(ctx.tracking_uri)  # the study's tracking store, known once its context is read
         # The sampler, made once the study's context is known, is seeded from the study's state: a resumed study
         # does not replay its first suggestions, and each worker draws its own (workers sharing one seed would
         # suggest the same parameters in the random start-up phase).

@@ -73,7 +73,13 @@ def test_unknown_option_is_an_argparse_error(workdir, capsys) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["search", "--no-such-flag"])
     assert exc.value.code == 2
-    assert capsys.readouterr().err == "ssnas: error: unrecognized arguments: --no-such-flag; see `ssnas --help`\n"
+    # the command's own --help lists its options (the top-level one only lists commands)
+    assert capsys.readouterr().err == ("ssnas search: error: unrecognized arguments: --no-such-flag; see "
+                                       "`ssnas search --help`\n")
+    with pytest.raises(SystemExit):
+        main(["study", "run", "tune_finetune", "--no-such-flag", "1"])
+    assert capsys.readouterr().err == ("ssnas study run: error: unrecognized arguments: --no-such-flag 1; see "
+                                       "`ssnas study run --help`\n")
     with pytest.raises(SystemExit):
         main(["search", "--relaxation", "gumbel"])
     err = capsys.readouterr().err.strip().splitlines()  # one line, not argparse's usage block first

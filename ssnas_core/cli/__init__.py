@@ -169,6 +169,21 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}; see `{self.prog} --help`\n")
 
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        # Record the innermost command's parser: argparse reports unknown options from the top-level parser,
+        # which would send `ssnas search --nosuch` to `ssnas --help` instead of `ssnas search --help`.
+        parsed, extras = super().parse_known_args(args, namespace)
+        if not hasattr(parsed, "_ssnas_parser"):
+            parsed._ssnas_parser = self
+        return parsed, extras
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = self.parse_known_args(args, namespace)
+        owner = vars(parsed).pop("_ssnas_parser", self)
+        if extras:
+            owner.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(

@@ -20,6 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ssnas_core.db_urls import check_db_url
 from ssnas_core.errors import SsnasError
 
 STATE = Path(".ssnas-platform")
@@ -96,9 +97,8 @@ def up(state: Path = STATE, mlflow_backend: str = "", optuna_storage: str = "", 
     if (state / "pids.json").exists():  # checked before anything is written
         raise SsnasError(f"a platform is already running from {state} (pids.json): run `ssnas platform down` first")
     for flag, url in (("--mlflow-backend", mlflow_backend), ("--optuna-storage", optuna_storage)):
-        if url and not url.startswith(("sqlite:///", "postgresql")):
-            raise SsnasError(f"{flag} {url.split('@')[-1]!r} is not supported: give sqlite:///path.db or "
-                             "postgresql+psycopg://user@host:5432/db (empty: a SQLite file in --state)")
+        if url:
+            check_db_url(url, flag, " (empty: a SQLite file in --state)")
     _check_ports(mlflow_port, dashboard_port)
     password = os.environ.get("SSNAS_ADMIN_PASSWORD", "")
     if basic_auth and (len(password) < 12 or not password.isprintable()):
