@@ -3,6 +3,8 @@ measured by scripts/bench_search.py, not here):
 
 * ``primitives.BatchNorm2d`` on a channels-last input trains through ``_ChannelsLastBatchNorm``, whose backward
   first copies the gradient into the input's layout: the same values as torch's own batch norm.
+* ``primitives.FactorizedReduce`` runs its two offset 1x1 stride-2 convs as one grouped conv on the pixels they
+  read: the same values as the straightforward ReLU, two convs (one on the shifted, padded input) and cat.
 * ``allocator.retain_freed_memory`` keeps a training step's freed activations in the process: a fine-tune step
   stops page-faulting them in afresh.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ssnas_core.search_space.primitives import BatchNorm2d
+from ssnas_core.search_space.primitives import BatchNorm2d, FactorizedReduce
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -47,6 +49,36 @@ def test_channels_last_batch_norm_matches_torch_on_a_sliced_gradient() -> None:
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(ours.running_mean, ref.running_mean)
         torch.testing.assert_close(ours.running_var, ref.running_var)
+
+
+def _factorized_reduce_as_written(m: FactorizedReduce, x: torch.Tensor) -> torch.Tensor:
+    """DARTS' FactorizedReduce, op by op (the form the fast one replaced)."""
+    x = torch.relu(x)
+    shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+    return m.bn(torch.cat([m.conv_1(x), m.conv_2(shifted)], dim=1))
+
+
+def test_factorized_reduce_matches_the_two_offset_convs() -> None:
+    """Both layouts, even and odd sizes (the shifted branch's zero padding): outputs, the input's and every
+    parameter's gradient in training, and outputs in evaluation (the export path)."""
+    torch.manual_seed(0)
+    for memory_format in (torch.channels_last, torch.contiguous_format):
+        for h, w in ((8, 8), (7, 7), (7, 6), (6, 5)):
+            m = FactorizedReduce(6, 4, affine=True).double()
+            x = torch.randn(3, 6, h, w, dtype=torch.float64).contiguous(memory_format=memory_format)
+            x.requires_grad_(True)
+            out, ref = m(x), _factorized_reduce_as_written(m, x)
+            assert out.shape == (3, 4, (h + 1) // 2, (w + 1) // 2)
+            torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+            upstream = torch.randn_like(out)
+            ours = torch.autograd.grad(out, [x, *m.parameters()], upstream)
+            theirs = torch.autograd.grad(ref, [x, *m.parameters()], upstream)
+            for a, b in zip(ours, theirs):
+                torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+            assert ours[0].is_contiguous(memory_format=memory_format)  # the gradient keeps the input's layout
+            m.eval()
+            with torch.no_grad():
+                torch.testing.assert_close(m(x), _factorized_reduce_as_written(m, x), rtol=1e-10, atol=1e-12)
 
 
 FAULTS = """

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssnas_core.search_space.primitives import BatchNorm2d, depthwise_conv
+from ssnas_core.search_space.primitives import BatchNorm2d, depthwise_conv, offset_pixels
 
 # (grouped tensor name, legacy suffix after ``ops.``, how it maps: "split" k ways along dim 0, or "shared")
 LegacyKey = tuple[str, str, str]
@@ -97,8 +97,9 @@ class GroupedFactorizedReduce(nn.Module):
 
     def forward(self, xr: torch.Tensor) -> torch.Tensor:
         """xr: (B, C, H, W) ReLU'd -> (B, k*C, H', W'), each edge's channels as [conv_1, conv_2]."""
-        y1 = F.conv2d(xr, self.conv_1, stride=2)
-        y2 = F.conv2d(F.pad(xr[:, :, 1:, 1:], (0, 1, 0, 1)), self.conv_2, stride=2)
+        # both offset convs as one grouped 1x1 conv on the pixels they read (primitives.FactorizedReduce)
+        y = F.conv2d(offset_pixels(xr), torch.cat([self.conv_1, self.conv_2]), groups=2)
+        y1, y2 = y.chunk(2, dim=1)
         b, _, h, w = y1.shape
         y = torch.stack([y1.view(b, self.k, -1, h, w), y2.view(b, self.k, -1, h, w)], dim=2)
         return self.bn(y.view(b, -1, h, w))

@@ -169,8 +169,55 @@ class Zero(nn.Module):
         return x[:, :, :: self.stride, :: self.stride].mul(0.0)
 
 
+class _OffsetPixels(torch.autograd.Function):
+    """``(B, C, H, W) -> (B, 2C, ceil(H/2), ceil(W/2))``: the pixels a 1x1 stride-2 conv reads, ``x[..., ::2, ::2]``
+    in the first C channels and ``x[..., 1::2, 1::2]`` in the last C (zero where an odd size runs out, as the
+    right/bottom padding of FactorizedReduce's shifted branch gives). One copy of half the input forward, and
+    backward one zero-filled gradient with two strided writes, in the input's memory format."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[no-untyped-def]
+        b, c, h, w = x.shape
+        fmt = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+            else torch.contiguous_format
+        out = torch.empty((b, 2 * c, (h + 1) // 2, (w + 1) // 2), dtype=x.dtype, device=x.device, memory_format=fmt)
+        out[:, :c] = x[:, :, ::2, ::2]
+        out[:, c:, : h // 2, : w // 2] = x[:, :, 1::2, 1::2]
+        if h % 2:
+            out[:, c:, h // 2:] = 0
+        if w % 2:
+            out[:, c:, :, w // 2:] = 0
+        ctx.shape, ctx.fmt = x.shape, fmt
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        b, c, h, w = ctx.shape
+        gx = torch.zeros(ctx.shape, dtype=grad.dtype, device=grad.device).contiguous(memory_format=ctx.fmt)
+        gx[:, :, ::2, ::2] = grad[:, :c]
+        gx[:, :, 1::2, 1::2] = grad[:, c:, : h // 2, : w // 2]
+        return gx
+
+
+def offset_pixels(x: torch.Tensor) -> torch.Tensor:
+    """The inputs of FactorizedReduce's two offset 1x1 stride-2 convs, side by side in channels (``_OffsetPixels``
+    when a gradient is wanted; plain slices, pad and cat otherwise, which ``torch.export`` traces as they are)."""
+    if x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        return _OffsetPixels.apply(x)
+    h, w = x.shape[-2:]
+    shifted = F.pad(x[:, :, 1::2, 1::2], (0, w % 2, 0, h % 2))
+    return torch.cat([x[:, :, ::2, ::2], shifted], dim=1)
+
+
 class FactorizedReduce(nn.Module):
-    """Halve the resolution with two offset 1x1 stride-2 convs, concatenated [!] c_out must be even."""
+    """Halve the resolution with two offset 1x1 stride-2 convs, concatenated [!] c_out must be even.
+
+    Computed as ReLU on the pixels the two convs read (``offset_pixels``: ReLU commutes with picking pixels, and
+    the zero padding stays zero) and one 1x1 conv with ``groups=2`` whose weight is ``[conv_1; conv_2]``: the
+    same maths and parameter names as ``relu``, ``conv_1(x)``, ``conv_2(pad(x[:, :, 1:, 1:]))`` and ``cat``, which
+    read and wrote every pixel of the full-size input and its gradient several times (at (32, 64, 28, 28) on one
+    CPU thread, forward and backward 15 ms against 9 ms channels-last, 22 ms against 8 ms NCHW).
+    """
 
     def __init__(self, c_in: int, c_out: int, affine: bool) -> None:
         super().__init__()
@@ -182,10 +229,8 @@ class FactorizedReduce(nn.Module):
         self.bn = BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        # Pad right/bottom so odd sizes (7 -> 4) give matching shapes from both branches.
-        shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        weight = torch.cat([self.conv_1.weight, self.conv_2.weight])
+        return self.bn(F.conv2d(self.relu(offset_pixels(x)), weight, groups=2))
 
 
 class PoolBN(nn.Sequential):
