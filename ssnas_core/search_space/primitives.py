@@ -193,7 +193,7 @@ class _OffsetPixels(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[no-untyped-def]
         b, c, h, w = ctx.shape
-        gx = torch.zeros(ctx.shape, dtype=grad.dtype, device=grad.device).contiguous(memory_format=ctx.fmt)
+        gx = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.fmt).zero_()
         gx[:, :, ::2, ::2] = grad[:, :c]
         gx[:, :, 1::2, 1::2] = grad[:, c:, : h // 2, : w // 2]
         return gx
