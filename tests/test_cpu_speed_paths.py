@@ -5,12 +5,15 @@ measured by scripts/bench_search.py, not here):
   first copies the gradient into the input's layout: the same values as torch's own batch norm.
 * ``primitives.FactorizedReduce`` runs its two offset 1x1 stride-2 convs as one grouped conv on the pixels they
   read: the same values as the straightforward ReLU, two convs (one on the shifted, padded input) and cat.
+* ``DerivedNetwork`` computes one ReLU per state for the two cells that read it (``FixedCell.on_relu``): the
+  same values as each cell's own preprocessing ReLU.
 * ``allocator.retain_freed_memory`` keeps a training step's freed activations in the process: a fine-tune step
   stops page-faulting them in afresh.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -79,6 +82,32 @@ def test_factorized_reduce_matches_the_two_offset_convs() -> None:
             m.eval()
             with torch.no_grad():
                 torch.testing.assert_close(m(x), _factorized_reduce_as_written(m, x), rtol=1e-10, atol=1e-12)
+
+
+def test_derived_network_shares_each_states_relu_between_its_two_readers() -> None:
+    """The network against its cells run one after the other with their own ReLUs (``FixedCell.forward``):
+    outputs and every parameter's gradient in float64, a reduction cell after a reduction cell included."""
+    from ssnas_core.search_space.genotype import Genotype
+    from ssnas_core.search_space.network import DerivedNetwork
+
+    genes = [["sep_conv_3x3", 0, 2], ["skip_connect", 1, 2], ["dil_conv_3x3", 0, 3], ["max_pool_3x3", 2, 3]]
+    genotype = Genotype.from_json(json.dumps({"normal": genes, "reduce": genes, "n_nodes": 2}))
+    torch.manual_seed(0)
+    net = DerivedNetwork(genotype, c_in=1, c=4, n_cells=4, image_size=12, n_classes=3).double()
+    x = torch.randn(5, 1, 12, 12, dtype=torch.float64)
+
+    def cell_by_cell(x: torch.Tensor) -> torch.Tensor:
+        s0 = s1 = net.stem(x)
+        for cell in net.cells:
+            s0, s1 = s1, cell(s0, s1)
+        return net.head(s1.mean(dim=(2, 3)))
+
+    ours, ref = net(x), cell_by_cell(x)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+    upstream = torch.randn_like(ours)
+    params = list(net.parameters())
+    for a, b in zip(torch.autograd.grad(ours, params, upstream), torch.autograd.grad(ref, params, upstream)):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 FAULTS = """

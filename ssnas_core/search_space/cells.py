@@ -172,7 +172,12 @@ class FixedCell(nn.Module):
             self._inputs[dst] = sorted(set(inputs))
 
     def forward(self, s0: torch.Tensor, s1: torch.Tensor) -> torch.Tensor:
-        states = [self.pre0(s0), self.pre1(s1)]
+        return self.on_relu(torch.relu(s0), torch.relu(s1))
+
+    def on_relu(self, r0: torch.Tensor, r1: torch.Tensor) -> torch.Tensor:
+        """``forward`` given ``relu(s0)`` and ``relu(s1)``: a cell's output is read by the next two cells, and
+        both preprocessing steps start with ReLU, so the network computes it once per output."""
+        states = [self.pre0.on_relu(r0), self.pre1.on_relu(r1)]
         relu: dict[int, torch.Tensor] = {}
         for dst in range(2, self.n_nodes + 2):
             node: torch.Tensor | None = None

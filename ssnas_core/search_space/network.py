@@ -44,10 +44,15 @@ class DerivedNetwork(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, c_in, H, W) -> (B, feature_dim)."""
-        s0 = s1 = self.stem(x)
-        for cell in self.cells:
-            s0, s1 = s1, cell(s0, s1)
-        return s1.mean(dim=(2, 3))
+        s = self.stem(x)
+        # Each state is read by the next two cells, whose preprocessing starts with ReLU: one ReLU per state
+        # (FixedCell.on_relu), not one per reader. The last cell's output is pooled as it is.
+        r0 = r1 = torch.relu(s)
+        for i, cell in enumerate(self.cells):
+            s = cell.on_relu(r0, r1)
+            if i + 1 < len(self.cells):
+                r0, r1 = r1, torch.relu(s)
+        return s.mean(dim=(2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, c_in, H, W) -> logits (B, n_classes), or features when there is no head."""

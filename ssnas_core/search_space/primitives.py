@@ -90,6 +90,10 @@ class ReLUConvBN(nn.Sequential):
             BatchNorm2d(c_out, affine=affine),
         )
 
+    def on_relu(self, xr: torch.Tensor) -> torch.Tensor:
+        """The same as ``self(x)`` given ``xr = relu(x)``, computed once for every reader of ``x``."""
+        return self[2](self[1](xr))
+
 
 class DepthwiseConv2d(nn.Conv2d):
     """Depthwise conv whose dilation-2 case runs as an undilated conv on the input's 2x2 phases on the CPU.
@@ -231,6 +235,11 @@ class FactorizedReduce(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = torch.cat([self.conv_1.weight, self.conv_2.weight])
         return self.bn(F.conv2d(self.relu(offset_pixels(x)), weight, groups=2))
+
+    def on_relu(self, xr: torch.Tensor) -> torch.Tensor:
+        """The same as ``self(x)`` given ``xr = relu(x)``, computed once for every reader of ``x``."""
+        weight = torch.cat([self.conv_1.weight, self.conv_2.weight])
+        return self.bn(F.conv2d(offset_pixels(xr), weight, groups=2))
 
 
 class PoolBN(nn.Sequential):
