@@ -7,6 +7,8 @@ measured by scripts/bench_search.py, not here):
   read: the same values as the straightforward ReLU, two convs (one on the shifted, padded input) and cat.
 * ``DerivedNetwork`` computes one ReLU per state for the two cells that read it (``FixedCell.on_relu``): the
   same values as each cell's own preprocessing ReLU.
+* ``primitives.depthwise_conv`` computes a stride-1 5x5 depthwise weight gradient on a channels-last CPU input
+  as four 3x3 ones (``_Depthwise5x5``): the same values as torch's convolution backward.
 * ``allocator.retain_freed_memory`` keeps a training step's freed activations in the process: a fine-tune step
   stops page-faulting them in afresh.
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ssnas_core.search_space.primitives import BatchNorm2d, FactorizedReduce
+from ssnas_core.search_space.primitives import BatchNorm2d, FactorizedReduce, depthwise_conv
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -108,6 +110,29 @@ def test_derived_network_shares_each_states_relu_between_its_two_readers() -> No
     params = list(net.parameters())
     for a, b in zip(torch.autograd.grad(ours, params, upstream), torch.autograd.grad(ref, params, upstream)):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_depthwise_5x5_weight_gradient_in_3x3_blocks_matches_torch() -> None:
+    """Square and not, even and odd sizes, dilation 1 and 2 (whose phases are stride-1 convs), float64."""
+    torch.manual_seed(0)
+    for (h, w), dilation in (((14, 14), 1), ((15, 17), 1), ((28, 28), 2), ((29, 30), 2)):
+        x = torch.randn(3, 4, h, w, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+        weight = torch.randn(4, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+        padding = 2 * dilation
+        out = depthwise_conv(x, weight, 1, padding, dilation)
+        names = []
+        node = out.grad_fn
+        while node is not None and not names:  # the path under test is on the graph
+            names = [type(node).__name__] if "Depthwise5x5" in type(node).__name__ else []
+            node = node.next_functions[0][0] if node.next_functions else None
+        assert names, "the 5x5 path was not taken"
+        ref = nn.functional.conv2d(x, weight, None, 1, padding, dilation, 4)
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+        upstream = torch.randn_like(out)
+        ours, theirs = (torch.autograd.grad(y, [x, weight], upstream) for y in (out, ref))
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
 
 
 FAULTS = """
