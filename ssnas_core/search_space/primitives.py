@@ -256,9 +256,11 @@ class _OffsetPixels(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):  # type: ignore[no-untyped-def]
         b, c, h, w = ctx.shape
-        gx = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.fmt).zero_()
+        gx = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.fmt)
         gx[:, :, ::2, ::2] = grad[:, :c]
         gx[:, :, 1::2, 1::2] = grad[:, c:, : h // 2, : w // 2]
+        gx[:, :, ::2, 1::2] = 0  # the two pixels of each 2x2 block that no conv reads: every pixel written once
+        gx[:, :, 1::2, ::2] = 0
         return gx
 
 
