@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ssnas_core.errors import ConfigError
 
-DB_SCHEMES = ("sqlite://", "postgresql")
+DB_SCHEMES = ("sqlite:///", "postgresql")  # sqlite:// alone is an in-memory database: nothing kept
 DB_FORMS = "sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
 
 
@@ -18,7 +18,7 @@ def check_db_url(url: str, what: str, hint: str = "") -> None:
     """Refuse a URL of another database than SQLite or PostgreSQL, naming ``what`` without the credentials.
 
     Raises:
-        ConfigError: ``url`` is not a ``sqlite://`` or ``postgresql...`` URL.
+        ConfigError: ``url`` is not a ``sqlite:///`` (a file) or ``postgresql...`` URL.
     """
     if not url.startswith(DB_SCHEMES):
         raise ConfigError(f"{what} {url.split('@')[-1]!r} is not supported: give {DB_FORMS}{hint}")

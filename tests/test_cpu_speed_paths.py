@@ -75,6 +75,8 @@ def test_factorized_reduce_matches_the_two_offset_convs() -> None:
             out, ref = m(x), _factorized_reduce_as_written(m, x)
             assert out.shape == (3, 4, (h + 1) // 2, (w + 1) // 2)
             torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+            # the derived network's form, given the ReLU it shares between a state's readers
+            torch.testing.assert_close(m.on_relu(torch.relu(x)), ref, rtol=1e-10, atol=1e-12)
             upstream = torch.randn_like(out)
             ours = torch.autograd.grad(out, [x, *m.parameters()], upstream)
             theirs = torch.autograd.grad(ref, [x, *m.parameters()], upstream)
@@ -120,7 +122,7 @@ def test_depthwise_5x5_weight_gradient_in_3x3_blocks_matches_torch() -> None:
         x.requires_grad_(True)
         weight = torch.randn(4, 1, 5, 5, dtype=torch.float64, requires_grad=True)
         padding = 2 * dilation
-        out = depthwise_conv(x, weight, 1, padding, dilation)
+        out = depthwise_conv(x, weight, 1, padding, dilation, blocked=True)
         names = []
         node = out.grad_fn
         while node is not None and not names:  # the path under test is on the graph
@@ -133,6 +135,19 @@ def test_depthwise_5x5_weight_gradient_in_3x3_blocks_matches_torch() -> None:
         ours, theirs = (torch.autograd.grad(y, [x, weight], upstream) for y in (out, ref))
         for a, b in zip(ours, theirs):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_a_5x5_sep_conv_trains_under_bf16_autocast() -> None:
+    """Autocast does not reach inside a custom Function: the blocked path would hand oneDNN a bf16 gradient and
+    a float32 weight (a crash with `--amp bf16` on the CPU), so under autocast it stays with torch's conv."""
+    from ssnas_core.search_space.primitives import SepConv
+
+    op = SepConv(8, 8, 5, 1, 2, affine=True).to(memory_format=torch.channels_last)
+    x = torch.randn(2, 8, 14, 14).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = op(x)
+    out.float().sum().backward()
+    assert out.dtype == torch.bfloat16 and x.grad is not None and op[0][1].weight.grad is not None
 
 
 FAULTS = """

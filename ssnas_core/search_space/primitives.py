@@ -108,7 +108,7 @@ class DepthwiseConv2d(nn.Conv2d):
         super().__init__(c, c, kernel, stride, padding, dilation=dilation, groups=c, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return depthwise_conv(x, self.weight, self.stride[0], self.padding[0], self.dilation[0])
+        return depthwise_conv(x, self.weight, self.stride[0], self.padding[0], self.dilation[0], blocked=True)
 
 
 def _blocked_weight_grad(x: torch.Tensor, grad: torch.Tensor, kernel: int, padding: int) -> torch.Tensor:
@@ -158,30 +158,36 @@ class _Depthwise5x5(torch.autograd.Function):
         return gx, gw, None
 
 
-def _conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int) -> torch.Tensor:
-    """An undilated depthwise conv: ``_Depthwise5x5`` where it is faster (a 5x5 kernel, stride 1, a channels-last
-    CPU input of at least 14x14 that needs a gradient; measured slower at 7x7 and stride 2), else ``F.conv2d``."""
-    if (weight.shape[-1] == 5 and stride == 1 and x.device.type == "cpu" and min(x.shape[-2:]) >= 14
+def _conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int, blocked: bool) -> torch.Tensor:
+    """An undilated depthwise conv: with ``blocked``, ``_Depthwise5x5`` where it is faster (a 5x5 kernel,
+    stride 1, a channels-last CPU input of at least 14x14 that needs a gradient, in the weight's dtype, no
+    autocast; measured slower at 7x7 and stride 2), else ``F.conv2d``."""
+    if (blocked and weight.shape[-1] == 5 and stride == 1 and x.device.type == "cpu" and min(x.shape[-2:]) >= 14
             and torch.is_grad_enabled() and weight.requires_grad and not torch.compiler.is_compiling()
+            and x.dtype == weight.dtype and not torch.is_autocast_enabled("cpu")
             and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()):
         return _Depthwise5x5.apply(x, weight, padding)
     return F.conv2d(x, weight, None, stride, padding, 1, groups)
 
 
-def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int) -> torch.Tensor:
+def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, dilation: int,
+                   blocked: bool = False) -> torch.Tensor:
     """Depthwise conv of ``x`` (B, C, H, W) by ``weight`` (C, 1, k, k); dilation 2 via phases on the CPU.
 
-    See ``DepthwiseConv2d`` for why and how; the phase form applies to 'same' padding (``k - 1``).
+    See ``DepthwiseConv2d`` for why and how; the phase form applies to 'same' padding (``k - 1``). ``blocked``
+    (the derived network's convs) allows ``_Depthwise5x5``. The search's grouped convs leave it off: its
+    architecture step asks autograd for the alphas' gradients only, which skips torch's weight gradient but
+    not a custom Function's, so there the blocked form would add work.
     """
     groups = weight.shape[0]
     kernel = weight.shape[-1]
     if dilation == 1:
-        return _conv(x, weight, stride, padding, groups)
+        return _conv(x, weight, stride, padding, groups, blocked)
     if dilation != 2 or x.device.type != "cpu" or padding != kernel - 1:
         return F.conv2d(x, weight, None, stride, padding, dilation, groups)
     pad = (kernel - 1) // 2
     if stride == 2:
-        return _conv(x[:, :, ::2, ::2], weight, 1, pad, groups)
+        return _conv(x[:, :, ::2, ::2], weight, 1, pad, groups, blocked)
     b, c, h, w = x.shape
     he, we = h + h % 2, w + w % 2
     # Work on the (B, H, W, C) view so channels_last inputs stay channels_last (oneDNN's fast path).
@@ -190,7 +196,7 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: 
     x = x.permute(0, 2, 3, 1)
     # phase (i, j) = x[..., i::2, j::2], stacked on the batch: (4B, H/2, W/2, C)
     phases = x.reshape(b, he // 2, 2, we // 2, 2, c).permute(2, 4, 0, 1, 3, 5).reshape(4 * b, he // 2, we // 2, c)
-    y = _conv(phases.permute(0, 3, 1, 2), weight, 1, pad, groups).permute(0, 2, 3, 1)
+    y = _conv(phases.permute(0, 3, 1, 2), weight, 1, pad, groups, blocked).permute(0, 2, 3, 1)
     y = y.reshape(2, 2, b, he // 2, we // 2, c).permute(2, 3, 0, 4, 1, 5).reshape(b, he, we, c)
     return y[:, :h, :w].permute(0, 3, 1, 2)
 
