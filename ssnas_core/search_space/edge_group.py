@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ssnas_core.search_space.primitives import BatchNorm2d, depthwise_conv, offset_pixels
+from ssnas_core.search_space.primitives import BatchNorm2d, depthwise_conv, is_channels_last, offset_pixels
 
 # (grouped tensor name, legacy suffix after ``ops.``, how it maps: "split" k ways along dim 0, or "shared")
 LegacyKey = tuple[str, str, str]
@@ -115,7 +115,7 @@ def _repeat_channels(x: torch.Tensor, k: int) -> torch.Tensor:
     """``torch.cat([x] * k, dim=1)`` in one copy whose backward is one sum (cat's is k slices and k - 1 adds),
     in ``x``'s memory format (channels_last stays channels_last)."""
     b, c, h, w = x.shape
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+    if is_channels_last(x):
         nhwc = x.permute(0, 2, 3, 1).unsqueeze(3).expand(b, h, w, k, c).reshape(b, h, w, k * c)
         return nhwc.permute(0, 3, 1, 2)
     return x.unsqueeze(1).expand(b, k, c, h, w).reshape(b, k * c, h, w)
