@@ -9,6 +9,10 @@ measured by scripts/bench_search.py, not here):
   same values as each cell's own preprocessing ReLU.
 * ``primitives.depthwise_conv`` computes a stride-1 5x5 depthwise weight gradient on a channels-last CPU input
   as four 3x3 ones (``_Depthwise5x5``): the same values as torch's convolution backward.
+* ``primitives.depthwise_conv`` at stride 2 and dilation 2 reads ``x[..., ::2, ::2]`` through ``_EvenPixels``:
+  the same values as torch's dilated conv, and a gradient in the input's layout.
+* ``primitives.global_mean`` (the networks' pooling before the head): the same values and gradient as
+  ``x.mean(dim=(2, 3))``, the gradient in the input's layout.
 * ``allocator.retain_freed_memory`` keeps a training step's freed activations in the process: a fine-tune step
   stops page-faulting them in afresh.
 """
@@ -24,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ssnas_core.search_space.primitives import BatchNorm2d, FactorizedReduce, depthwise_conv
+from ssnas_core.search_space.primitives import BatchNorm2d, FactorizedReduce, depthwise_conv, global_mean
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,6 +139,38 @@ def test_depthwise_5x5_weight_gradient_in_3x3_blocks_matches_torch() -> None:
         ours, theirs = (torch.autograd.grad(y, [x, weight], upstream) for y in (out, ref))
         for a, b in zip(ours, theirs):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_stride_2_dilated_depthwise_conv_matches_torch_and_keeps_the_gradient_layout() -> None:
+    """Even and odd sizes, 3x3 and 5x5, channels-last and NCHW, float64. A channels-last input must get a
+    channels-last gradient (autograd's own slice backward gives an NCHW one, which the ReLU before the conv then
+    meets on a slow generic path)."""
+    torch.manual_seed(0)
+    for (h, w), kernel, layout in (((14, 14), 3, torch.channels_last), ((15, 17), 5, torch.channels_last),
+                                   ((14, 15), 5, torch.contiguous_format)):
+        x = torch.randn(3, 4, h, w, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
+        weight = torch.randn(4, 1, kernel, kernel, dtype=torch.float64, requires_grad=True)
+        padding = kernel - 1
+        out = depthwise_conv(x, weight, 2, padding, 2, blocked=True)
+        ref = nn.functional.conv2d(x, weight, None, 2, padding, 2, 4)
+        torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
+        upstream = torch.randn_like(out)
+        ours, theirs = (torch.autograd.grad(y, [x, weight], upstream) for y in (out, ref))
+        for a, b in zip(ours, theirs):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+        assert ours[0].is_contiguous(memory_format=layout), (h, w, kernel, layout, ours[0].stride())
+
+
+def test_global_mean_matches_torch_and_keeps_the_gradient_layout() -> None:
+    torch.manual_seed(0)
+    for layout in (torch.channels_last, torch.contiguous_format):
+        x = torch.randn(3, 5, 7, 6, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_(True)
+        out, ref = global_mean(x), x.mean(dim=(2, 3))
+        torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-14)
+        upstream = torch.randn_like(out)
+        ours, theirs = (torch.autograd.grad(y, x, upstream)[0] for y in (out, ref))
+        torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
+        assert ours.is_contiguous(memory_format=layout), (layout, ours.stride())
 
 
 def test_a_5x5_sep_conv_trains_under_bf16_autocast() -> None:

@@ -9,6 +9,7 @@ from torch import nn
 
 from ssnas_core.search_space.cells import FixedCell
 from ssnas_core.search_space.genotype import Genotype
+from ssnas_core.search_space.primitives import global_mean
 from ssnas_core.search_space.stem import cell_channels, make_stem
 
 
@@ -52,7 +53,7 @@ class DerivedNetwork(nn.Module):
             s = cell.on_relu(r0, r1)
             if i + 1 < len(self.cells):
                 r0, r1 = r1, torch.relu(s)
-        return s.mean(dim=(2, 3))
+        return global_mean(s)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, c_in, H, W) -> logits (B, n_classes), or features when there is no head."""

@@ -163,6 +163,61 @@ class _Depthwise5x5(torch.autograd.Function):
         return gx, gw, None
 
 
+class _EvenPixels(torch.autograd.Function):
+    """``x[:, :, ::2, ::2]``, copied in ``x``'s memory format, whose gradient keeps that format.
+
+    Autograd's backward of the two slices (``slice_backward``) zero-fills an NCHW tensor whatever the input's
+    layout, so the ReLU before a stride-2 dilated conv then meets an NCHW gradient beside its channels-last
+    input: ``threshold_backward`` takes a generic path, measured at (32, 32, 28, 28) on one CPU thread, 4.7 ms
+    against 0.14 ms with both channels-last. Here the gradient is written once, every pixel, in the input's
+    layout (the phases no conv reads as zeros).
+    """
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[no-untyped-def]
+        ctx.shape = x.shape
+        ctx.fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+        return x[:, :, ::2, ::2].contiguous(memory_format=ctx.fmt)
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        gx = torch.empty(ctx.shape, dtype=grad.dtype, device=grad.device, memory_format=ctx.fmt)
+        gx[:, :, ::2, ::2] = grad
+        gx[:, :, ::2, 1::2] = 0
+        gx[:, :, 1::2] = 0
+        return gx
+
+
+def even_pixels(x: torch.Tensor) -> torch.Tensor:
+    """``x[:, :, ::2, ::2]``: through ``_EvenPixels`` when a gradient is wanted, a plain slice otherwise."""
+    if x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        return _EvenPixels.apply(x)
+    return x[:, :, ::2, ::2]
+
+
+class _GlobalMean(torch.autograd.Function):
+    """``x.mean(dim=(2, 3))`` whose gradient has ``x``'s layout. Autograd's (an expand, then a divide) is NCHW
+    whatever the input's layout, and the last cell's ``cat`` hands slices of it to channels-last nodes."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[no-untyped-def]
+        ctx.shape = x.shape
+        ctx.fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+        return x.mean(dim=(2, 3))
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        b, c, h, w = ctx.shape
+        return (grad / (h * w))[:, :, None, None].expand(ctx.shape).contiguous(memory_format=ctx.fmt)
+
+
+def global_mean(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C), the mean over pixels (``_GlobalMean`` when a gradient is wanted)."""
+    if x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        return _GlobalMean.apply(x)
+    return x.mean(dim=(2, 3))
+
+
 def _conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int, blocked: bool) -> torch.Tensor:
     """An undilated depthwise conv: with ``blocked``, ``_Depthwise5x5`` where it is faster (a 5x5 kernel,
     stride 1, a channels-last CPU input of at least 14x14 that needs a gradient, in the weight's dtype, no
@@ -192,7 +247,7 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: 
         return F.conv2d(x, weight, None, stride, padding, dilation, groups)
     pad = (kernel - 1) // 2
     if stride == 2:
-        return _conv(x[:, :, ::2, ::2], weight, 1, pad, groups, blocked)
+        return _conv(even_pixels(x), weight, 1, pad, groups, blocked)
     b, c, h, w = x.shape
     he, we = h + h % 2, w + w % 2
     # Work on the (B, H, W, C) view so channels_last inputs stay channels_last (oneDNN's fast path).

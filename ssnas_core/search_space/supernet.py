@@ -9,7 +9,7 @@ from torch import nn
 
 from ssnas_core.search_space.cells import SearchCell, n_edges
 from ssnas_core.search_space.genotype import Genotype, derive_genotype, fallback_nodes
-from ssnas_core.search_space.primitives import primitives_for
+from ssnas_core.search_space.primitives import global_mean, primitives_for
 from ssnas_core.search_space.stem import cell_channels, make_stem
 
 
@@ -74,7 +74,7 @@ class Supernet(nn.Module):
         s0 = s1 = self.stem(x)
         for cell in self.cells:
             s0, s1 = s1, cell(s0, s1, w_reduce if cell.reduction else w_normal)
-        return s1.mean(dim=(2, 3))
+        return global_mean(s1)
 
     def fallback_nodes(self, threshold: float = 0.85) -> dict[str, int]:
         """Per cell type, the nodes whose genes come from the fallback rule (0 everywhere: converged)."""
