@@ -164,7 +164,7 @@ class _Depthwise5x5(torch.autograd.Function):
 
 
 class _EvenPixels(torch.autograd.Function):
-    """``x[:, :, ::2, ::2]``, copied in ``x``'s memory format, whose gradient keeps that format.
+    """``x[:, :, ::2, ::2]`` whose gradient keeps ``x``'s memory format.
 
     Autograd's backward of the two slices (``slice_backward``) zero-fills an NCHW tensor whatever the input's
     layout, so the ReLU before a stride-2 dilated conv then meets an NCHW gradient beside its channels-last
@@ -177,7 +177,7 @@ class _EvenPixels(torch.autograd.Function):
     def forward(ctx, x):  # type: ignore[no-untyped-def]
         ctx.shape = x.shape
         ctx.fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
-        return x[:, :, ::2, ::2].contiguous(memory_format=ctx.fmt)
+        return x[:, :, ::2, ::2]  # a view, as the slice is: the conv reads it as before
 
     @staticmethod
     def backward(ctx, grad):  # type: ignore[no-untyped-def]
