@@ -80,6 +80,14 @@ def test_unknown_option_is_an_argparse_error(workdir, capsys) -> None:
         main(["study", "run", "tune_finetune", "--no-such-flag", "1"])
     assert capsys.readouterr().err == ("ssnas study run: error: unrecognized arguments: --no-such-flag 1; see "
                                        "`ssnas study run --help`\n")
+    # an option before the command is the outer command's, whose --help lists it (or says it is not there)
+    with pytest.raises(SystemExit):
+        main(["--no-such-flag", "search"])
+    assert capsys.readouterr().err == "ssnas: error: unrecognized arguments: --no-such-flag; see `ssnas --help`\n"
+    with pytest.raises(SystemExit):
+        main(["study", "--no-such-flag", "run", "tune_finetune"])
+    assert capsys.readouterr().err == ("ssnas study: error: unrecognized arguments: --no-such-flag; see "
+                                       "`ssnas study --help`\n")
     with pytest.raises(SystemExit):
         main(["search", "--relaxation", "gumbel"])
     err = capsys.readouterr().err.strip().splitlines()  # one line, not argparse's usage block first

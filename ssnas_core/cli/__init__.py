@@ -170,17 +170,20 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}; see `{self.prog} --help`\n")
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
-        # Record the innermost command's parser: argparse reports unknown options from the top-level parser,
-        # which would send `ssnas search --nosuch` to `ssnas --help` instead of `ssnas search --help`.
+        # Record each command's parser with the arguments it was given, innermost first: argparse reports unknown
+        # options from the top-level parser, which would send `ssnas search --nosuch` to `ssnas --help` instead
+        # of `ssnas search --help`, while `ssnas --nosuch search` belongs to `ssnas --help`.
+        args = list(sys.argv[1:] if args is None else args)
         parsed, extras = super().parse_known_args(args, namespace)
-        if not hasattr(parsed, "_ssnas_parser"):
-            parsed._ssnas_parser = self
+        chain = getattr(parsed, "_ssnas_parsers", [])
+        parsed._ssnas_parsers = [*chain, (self, args)]
         return parsed, extras
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
         parsed, extras = self.parse_known_args(args, namespace)
-        owner = vars(parsed).pop("_ssnas_parser", self)
+        chain = vars(parsed).pop("_ssnas_parsers", [(self, [])])
         if extras:
+            owner = next((p for p, given in chain if extras[0] in given), self)
             owner.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
 
