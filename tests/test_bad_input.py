@@ -88,6 +88,9 @@ def test_unknown_option_is_an_argparse_error(workdir, capsys) -> None:
         main(["study", "--no-such-flag", "run", "tune_finetune"])
     assert capsys.readouterr().err == ("ssnas study: error: unrecognized arguments: --no-such-flag; see "
                                        "`ssnas study --help`\n")
+    with pytest.raises(SystemExit):  # the same token left over by both: the outer one is reported first
+        main(["--dry-run", "runs", "reconcile", "--dry-run"])
+    assert capsys.readouterr().err == "ssnas: error: unrecognized arguments: --dry-run; see `ssnas --help`\n"
     with pytest.raises(SystemExit):
         main(["search", "--relaxation", "gumbel"])
     err = capsys.readouterr().err.strip().splitlines()  # one line, not argparse's usage block first

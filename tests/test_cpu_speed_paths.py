@@ -171,6 +171,11 @@ def test_global_mean_matches_torch_and_keeps_the_gradient_layout() -> None:
         ours, theirs = (torch.autograd.grad(y, x, upstream)[0] for y in (out, ref))
         torch.testing.assert_close(ours, theirs, rtol=1e-12, atol=1e-14)
         assert ours.is_contiguous(memory_format=layout), (layout, ours.stride())
+    # a channel slice of a channels-last tensor (contiguous in neither format) gets a channels-last gradient
+    x = torch.randn(3, 8, 7, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    part = x[:, 2:7].requires_grad_(True)
+    grad = torch.autograd.grad(global_mean(part), part, torch.ones(3, 5, dtype=torch.float64))[0]
+    assert grad.is_contiguous(memory_format=torch.channels_last), grad.stride()
 
 
 def test_a_5x5_sep_conv_trains_under_bf16_autocast() -> None:

@@ -170,21 +170,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}; see `{self.prog} --help`\n")
 
     def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
-        # Record each command's parser with the arguments it was given, innermost first: argparse reports unknown
-        # options from the top-level parser, which would send `ssnas search --nosuch` to `ssnas --help` instead
-        # of `ssnas search --help`, while `ssnas --nosuch search` belongs to `ssnas --help`.
-        args = list(sys.argv[1:] if args is None else args)
+        # Record each command's parser with what it left unparsed (its own and its subcommand's), innermost
+        # first: argparse reports unknown options from the top-level parser, which would send `ssnas search
+        # --nosuch` to `ssnas --help` instead of `ssnas search --help`, while `ssnas --nosuch search` belongs to
+        # `ssnas --help`.
         parsed, extras = super().parse_known_args(args, namespace)
-        chain = getattr(parsed, "_ssnas_parsers", [])
-        parsed._ssnas_parsers = [*chain, (self, args)]
+        parsed._ssnas_parsers = [*getattr(parsed, "_ssnas_parsers", []), (self, list(extras))]
         return parsed, extras
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
         parsed, extras = self.parse_known_args(args, namespace)
-        chain = vars(parsed).pop("_ssnas_parsers", [(self, [])])
+        chain = vars(parsed).pop("_ssnas_parsers", [])
         if extras:
-            owner = next((p for p, given in chain if extras[0] in given), self)
-            owner.error(f"unrecognized arguments: {' '.join(extras)}")
+            # The outermost command that left an argument of its own (not its subcommand's) unparsed.
+            inner: list[str] = []
+            own_by_parser = []
+            for parser, left in chain:
+                own = list(left)
+                for arg in inner:
+                    if arg in own:
+                        own.remove(arg)
+                own_by_parser.append((parser, own))
+                inner = left
+            owner, own = next(((p, o) for p, o in reversed(own_by_parser) if o), (self, extras))
+            owner.error(f"unrecognized arguments: {' '.join(own)}")
         return parsed
 
 

@@ -163,6 +163,12 @@ class _Depthwise5x5(torch.autograd.Function):
         return gx, gw, None
 
 
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """The memory format a gradient of ``x`` should have: channels-last when ``x``'s channels are its innermost
+    dimension (also for a channel slice of a channels-last tensor, which is contiguous in neither format)."""
+    return torch.channels_last if x.dim() == 4 and x.stride(1) < x.stride(3) else torch.contiguous_format
+
+
 class _EvenPixels(torch.autograd.Function):
     """``x[:, :, ::2, ::2]`` whose gradient keeps ``x``'s memory format.
 
@@ -176,7 +182,7 @@ class _EvenPixels(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):  # type: ignore[no-untyped-def]
         ctx.shape = x.shape
-        ctx.fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+        ctx.fmt = _layout(x)
         return x[:, :, ::2, ::2]  # a view, as the slice is: the conv reads it as before
 
     @staticmethod
@@ -202,7 +208,7 @@ class _GlobalMean(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):  # type: ignore[no-untyped-def]
         ctx.shape = x.shape
-        ctx.fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+        ctx.fmt = _layout(x)
         return x.mean(dim=(2, 3))
 
     @staticmethod
