@@ -8,6 +8,7 @@ driver that is not installed. ``ssnas`` commands that take a tracking URI also a
 
 from __future__ import annotations
 
+from ssnas_core.config import redact_uri
 from ssnas_core.errors import ConfigError
 
 DB_SCHEMES = ("sqlite:///", "postgresql")  # sqlite:// alone is an in-memory database: nothing kept
@@ -15,10 +16,10 @@ DB_FORMS = "sqlite:///path.db or postgresql+psycopg://user@host:5432/db"
 
 
 def check_db_url(url: str, what: str, hint: str = "") -> None:
-    """Refuse a URL of another database than SQLite or PostgreSQL, naming ``what`` without the credentials.
+    """Refuse a URL of another database than SQLite or PostgreSQL, naming ``what`` with its password hidden.
 
     Raises:
         ConfigError: ``url`` is not a ``sqlite:///`` (a file) or ``postgresql...`` URL.
     """
     if not url.startswith(DB_SCHEMES):
-        raise ConfigError(f"{what} {url.split('@')[-1]!r} is not supported: give {DB_FORMS}{hint}")
+        raise ConfigError(f"{what} {redact_uri(url)!r} is not supported: give {DB_FORMS}{hint}")

@@ -28,6 +28,7 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.study import MaxTrialsCallback
 from optuna.trial import TrialState
 
+from ssnas_core.config import redact_uri
 from ssnas_core.db_urls import check_db_url
 from ssnas_core.errors import ConfigError, DivergenceError, TrackingError, TrialStopped, first_line
 from ssnas_core.tracking.mlflow_store import check_reachable, sqlite_path
@@ -75,7 +76,7 @@ def open_storage(url: str, heartbeat_s: int = 10, max_retry: int = 1) -> RDBStor
         return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
                           heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=max_retry))
     except Exception as exc:  # sqlalchemy raises many types for bad URLs and refused connections
-        raise StudyError(f"cannot open Optuna storage {url.split('@')[-1]!r}: {first_line(exc)}; check --storage and "
+        raise StudyError(f"cannot open Optuna storage {redact_uri(url)!r}: {first_line(exc)}; check --storage and "
                          "that the database is running") from exc
 
 
@@ -85,7 +86,7 @@ def init_storage(url: str) -> None:
         RDBStorage(url, engine_kwargs={"pool_size": 1, "max_overflow": 0} if not url.startswith("sqlite") else None
                    ).engine.dispose()
     except Exception as exc:
-        raise StudyError(f"cannot open the Optuna storage {url.split('@')[-1]!r}: {first_line(exc)}; check the URL and "
+        raise StudyError(f"cannot open the Optuna storage {redact_uri(url)!r}: {first_line(exc)}; check the URL and "
                          "that the database is running") from exc
 
 
