@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import warnings
+from collections import Counter
 from typing import Any, NoReturn, Sequence
 
 from ssnas_core import __version__
@@ -182,18 +183,13 @@ class _Parser(argparse.ArgumentParser):
         parsed, extras = self.parse_known_args(args, namespace)
         chain = vars(parsed).pop("_ssnas_parsers", [])
         if extras:
-            # The outermost command that left an argument of its own (not its subcommand's) unparsed.
-            inner: list[str] = []
-            own_by_parser = []
-            for parser, left in chain:
-                own = list(left)
-                for arg in inner:
-                    if arg in own:
-                        own.remove(arg)
-                own_by_parser.append((parser, own))
-                inner = left
-            owner, own = next(((p, o) for p, o in reversed(own_by_parser) if o), (self, extras))
-            owner.error(f"unrecognized arguments: {' '.join(own)}")
+            # The outermost command that left arguments of its own unparsed (more than its subcommand left).
+            for depth in reversed(range(len(chain))):
+                parser, left = chain[depth]
+                own = list((Counter(left) - Counter(chain[depth - 1][1] if depth else [])).elements())
+                if own:
+                    parser.error(f"unrecognized arguments: {' '.join(own)}")
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
         return parsed
 
 

@@ -169,6 +169,12 @@ def _layout(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if x.dim() == 4 and x.stride(1) < x.stride(3) else torch.contiguous_format
 
 
+def _custom_backward(x: torch.Tensor) -> bool:
+    """Whether a pixel pick or pooling of ``x`` goes through its autograd Function: a gradient is wanted and no
+    compiler or exporter is tracing (those get the plain ops, which they trace as they are)."""
+    return x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling()
+
+
 class _EvenPixels(torch.autograd.Function):
     """``x[:, :, ::2, ::2]`` whose gradient keeps ``x``'s memory format.
 
@@ -196,7 +202,7 @@ class _EvenPixels(torch.autograd.Function):
 
 def even_pixels(x: torch.Tensor) -> torch.Tensor:
     """``x[:, :, ::2, ::2]``: through ``_EvenPixels`` when a gradient is wanted, a plain slice otherwise."""
-    if x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+    if _custom_backward(x):
         return _EvenPixels.apply(x)
     return x[:, :, ::2, ::2]
 
@@ -219,7 +225,7 @@ class _GlobalMean(torch.autograd.Function):
 
 def global_mean(x: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C), the mean over pixels (``_GlobalMean`` when a gradient is wanted)."""
-    if x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+    if _custom_backward(x):
         return _GlobalMean.apply(x)
     return x.mean(dim=(2, 3))
 
@@ -313,7 +319,7 @@ class _OffsetPixels(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):  # type: ignore[no-untyped-def]
         b, c, h, w = x.shape
-        fmt = torch.channels_last if is_channels_last(x) else torch.contiguous_format
+        fmt = _layout(x)
         out = torch.empty((b, 2 * c, (h + 1) // 2, (w + 1) // 2), dtype=x.dtype, device=x.device, memory_format=fmt)
         out[:, :c] = x[:, :, ::2, ::2]
         out[:, c:, : h // 2, : w // 2] = x[:, :, 1::2, 1::2]
@@ -338,7 +344,7 @@ class _OffsetPixels(torch.autograd.Function):
 def offset_pixels(x: torch.Tensor) -> torch.Tensor:
     """The inputs of FactorizedReduce's two offset 1x1 stride-2 convs, side by side in channels (``_OffsetPixels``
     when a gradient is wanted; plain slices, pad and cat otherwise, which ``torch.export`` traces as they are)."""
-    if x.requires_grad and torch.is_grad_enabled() and not torch.compiler.is_compiling():
+    if _custom_backward(x):
         return _OffsetPixels.apply(x)
     h, w = x.shape[-2:]
     shifted = F.pad(x[:, :, 1::2, 1::2], (0, w % 2, 0, h % 2))
