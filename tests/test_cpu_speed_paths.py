@@ -1,4 +1,4 @@
-"""Two CPU speed paths of training, checked for what they must keep (the maths) and what they must do (speed is
+"""CPU speed paths of training, checked for what they must keep (the maths) and what they must do (speed is
 measured by scripts/bench_search.py, not here):
 
 * ``primitives.BatchNorm2d`` on a channels-last input trains through ``_ChannelsLastBatchNorm``, whose backward
@@ -13,6 +13,8 @@ measured by scripts/bench_search.py, not here):
   the same values as torch's dilated conv, and a gradient in the input's layout.
 * ``primitives.global_mean`` (the networks' pooling before the head): the same values and gradient as
   ``x.mean(dim=(2, 3))``, the gradient in the input's layout.
+* ``edge_group._Mix`` (the search's mixing): the weighted sum of the edges' outputs, and a gradient in the
+  per-edge outputs' layout.
 * ``allocator.retain_freed_memory`` keeps a training step's freed activations in the process: a fine-tune step
   stops page-faulting them in afresh.
 """
@@ -218,3 +220,35 @@ def test_a_cpu_fine_tune_step_keeps_its_freed_activations() -> None:
     tuned, untuned = _faults_per_step("1"), _faults_per_step("0")
     assert untuned > 3000, untuned  # glibc's defaults: the step's activations come back as fresh pages
     assert tuned < untuned / 5, (tuned, untuned)
+
+
+def test_search_mixing_matches_the_weighted_sum_and_keeps_the_gradient_layout() -> None:
+    """``edge_group._Mix``: the k edges' outputs are ``sum_p y_p`` (per-edge outputs, already weighted by their
+    BN) ``+ sum_s w_s * y_s`` (shared outputs); the per-edge outputs get the gradient in their own layout (a
+    row-major stack of the k gradients would send every later product down the CPU's mixed-layout path)."""
+    from ssnas_core.search_space.edge_group import _Mix
+
+    torch.manual_seed(0)
+    b, k, c, h, w = 3, 4, 5, 6, 6
+    for layout in (torch.channels_last, torch.contiguous_format):
+        scaled = [torch.randn(b, k * c, h, w, dtype=torch.float64).contiguous(memory_format=layout)
+                  .requires_grad_() for _ in range(2)]
+        shared = [torch.randn(b, c, h, w, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()]
+        weights = [torch.rand(1, k, 1, 1, 1, dtype=torch.float64, requires_grad=True)]
+        upstream = [torch.randn(b, c, h, w, dtype=torch.float64).contiguous(memory_format=layout) for _ in range(k)]
+        outs = _Mix.apply(2, k, *scaled, *shared, *weights)
+        want = sum(y.unflatten(1, (k, c)) for y in scaled) + shared[0].unsqueeze(1) * weights[0]
+        assert len(outs) == k
+        for e in range(k):
+            torch.testing.assert_close(outs[e], want[:, e])
+        seen: list[torch.Tensor] = []  # the gradients the per-edge outputs receive
+        hooks = [y.register_hook(seen.append) for y in scaled]
+        got = torch.autograd.grad(outs, scaled + shared + weights, upstream)
+        for hook in hooks:
+            hook.remove()
+        ref = torch.autograd.grad(want.unbind(1), scaled + shared + weights, upstream)
+        for g, r in zip(got, ref):
+            torch.testing.assert_close(g, r)
+        for g, y in zip(seen, scaled):
+            assert g.stride() == y.stride(), (layout, g.stride(), y.stride())
+

@@ -55,6 +55,7 @@ class SearchCell(nn.Module):
         self.reduction = reduction
         self.n_nodes = n_nodes
         self.primitives = tuple(primitives)
+        self.c = c
         self.pre0, self.pre1 = preprocess(c_pp, c_p, c, reduction_prev, affine=False)
         pairs = edge_index(n_nodes)
         # groups[j]: the edges leaving state j, in target order (the last node feeds no edge)
@@ -75,14 +76,15 @@ class SearchCell(nn.Module):
         # Once per forward: the weights in group order, as (1, k, 1, 1, 1) columns per operation.
         by_op = weights.t().index_select(1, self._order)  # (n_ops, n_edges), one copy
         columns = [w.reshape(len(self.primitives), 1, -1, 1, 1, 1).unbind(0) for w in by_op.split(self._sizes, 1)]
+        # and as per-channel scales for the per-edge operations' BNs: (n_ops, n_edges * c), one copy
+        per_channel = by_op.unsqueeze(-1).expand(-1, -1, self.c).reshape(len(self.primitives), -1)
+        scales = [s.unbind(0) for s in per_channel.split([k * self.c for k in self._sizes], 1)]
         states = [self.pre0(s0), self.pre1(s1)]
         partial: dict[int, torch.Tensor] = {}
         for j, group in enumerate(self.groups):
             if j >= 2:
                 states.append(partial.pop(j))  # node j has all its inputs
-            # unbind, not out[:, m]: its backward stacks the k gradients once instead of zero-filling k
-            # full-size tensors and adding them
-            for dst, part in zip(self._targets[j], group(states[j], columns[j]).unbind(1)):
+            for dst, part in zip(self._targets[j], group(states[j], columns[j], scales[j])):
                 partial[dst] = part if dst not in partial else partial[dst] + part
         states.append(partial.pop(self.n_nodes + 1))
         return torch.cat(states[2:], dim=1)

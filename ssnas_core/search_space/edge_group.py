@@ -12,8 +12,10 @@ candidate operation on those edges reads the same input, so:
   channels (per-channel statistics, so the same as ``k`` BNs).
 * The stride-2 ``skip_connect`` (FactorizedReduce) of the ``k`` edges is two
   1x1 convolutions with all edges' output channels stacked.
-* The ``k`` mixed outputs come from one fused multiply-add per operation type:
-  ``out = out + y_op * w[:, op]`` over a ``(B, k, C, H, W)`` tensor.
+* The weights of a per-edge operation (the convolutions, the stride-2 skip) multiply its output inside its
+  last BN, as BN's per-channel weight (those BNs are affine-free, so ``w * BN(z)`` is BN with weight ``w``);
+  BN's backward then gives their gradients with no pass of its own. The ``k`` mixed outputs are the sum of
+  those, plus one fused multiply-add per shared operation (pools, identity skip).
 
 ``legacy_keys`` maps each grouped tensor to the per-edge state-dict names of
 the straightforward implementation (``edges.<e>.ops.<op>.*``), which the cell
@@ -52,10 +54,11 @@ class GroupedDilConv(nn.Module):
         _init_like_conv(self.dw, 1 * kernel * kernel)
         _init_like_conv(self.pw, c)
 
-    def forward(self, xr_k: torch.Tensor) -> torch.Tensor:
-        """xr_k: (B, k*C, H, W), the ReLU'd input repeated k times -> (B, k*C, H', W')."""
+    def forward(self, xr_k: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """xr_k: (B, k*C, H, W), the ReLU'd input repeated k times -> (B, k*C, H', W'), each channel times
+        ``scale`` (k*C,) when given."""
         y = depthwise_conv(xr_k, self.dw, self.stride, self.padding, self.dilation)
-        return self.bn(F.conv2d(y, self.pw, groups=self.k))
+        return self.bn(F.conv2d(y, self.pw, groups=self.k), scale)  # type: ignore[no-any-return]
 
     @staticmethod
     def legacy(prefix: str, legacy: str) -> list[LegacyKey]:
@@ -72,8 +75,8 @@ class GroupedSepConv(nn.Module):
         self.first = GroupedDilConv(c, k, kernel, stride, pad, 1)
         self.second = GroupedDilConv(c, k, kernel, 1, pad, 1)
 
-    def forward(self, xr_k: torch.Tensor) -> torch.Tensor:
-        return self.second(torch.relu_(self.first(xr_k)))
+    def forward(self, xr_k: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        return self.second(torch.relu_(self.first(xr_k)), scale)  # type: ignore[no-any-return]
 
     @staticmethod
     def legacy(prefix: str, legacy: str) -> list[LegacyKey]:
@@ -95,14 +98,20 @@ class GroupedFactorizedReduce(nn.Module):
         _init_like_conv(self.conv_1, c)
         _init_like_conv(self.conv_2, c)
 
-    def forward(self, xr: torch.Tensor) -> torch.Tensor:
-        """xr: (B, C, H, W) ReLU'd -> (B, k*C, H', W'), each edge's channels as [conv_1, conv_2]."""
+    def forward(self, xr: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """xr: (B, C, H, W) ReLU'd -> (B, k*C, H', W'), each edge's channels as [conv_1, conv_2], times
+        ``scale`` (k*C,) when given."""
         # both offset convs as one grouped 1x1 conv on the pixels they read (primitives.FactorizedReduce)
         y = F.conv2d(offset_pixels(xr), torch.cat([self.conv_1, self.conv_2]), groups=2)
-        y1, y2 = y.chunk(2, dim=1)
-        b, _, h, w = y1.shape
-        y = torch.stack([y1.view(b, self.k, -1, h, w), y2.view(b, self.k, -1, h, w)], dim=2)
-        return self.bn(y.view(b, -1, h, w))
+        b, kc, h, w = y.shape
+        # channels (conv, edge, c/2) -> (edge, conv, c/2): one copy, in y's layout (the mixing's sum takes its
+        # layout from the per-edge outputs, and every other one is channels_last on the CPU)
+        if is_channels_last(y):
+            nhwc = y.permute(0, 2, 3, 1).unflatten(3, (2, self.k, -1)).transpose(3, 4).reshape(b, h, w, kc)
+            y = nhwc.permute(0, 3, 1, 2)
+        else:
+            y = y.unflatten(1, (2, self.k, -1)).transpose(1, 2).reshape(b, kc, h, w)
+        return self.bn(y, scale)  # type: ignore[no-any-return]
 
     @staticmethod
     def legacy(prefix: str, legacy: str) -> list[LegacyKey]:
@@ -121,61 +130,78 @@ def _repeat_channels(x: torch.Tensor, k: int) -> torch.Tensor:
     return x.unsqueeze(1).expand(b, k, c, h, w).reshape(b, k * c, h, w)
 
 
-# How _Mix computes the weights' gradients: stacked (3 kernels a group) or one product and sum per operation.
-# None: stacked off the CPU only. A GPU step is bound by kernel launches; a CPU step by memory traffic, where the
-# stack's copy cost 10% of a search step (measured, batch 32, width 16). Tests set it to check both forms.
+# How _Mix computes the shared operations' weight gradients: stacked (3 kernels a group) or one product and sum per
+# operation. None: stacked off the CPU only. A GPU step is bound by kernel launches; a CPU step by memory traffic,
+# where the stack's copy cost 10% of a search step (measured, batch 32, width 16). Tests set it to check both forms.
 STACK_WEIGHT_GRADS: bool | None = None
 
 
 class _Mix(torch.autograd.Function):
-    """``out = sum_p y_p * w_p``, the mixing of one edge group, with a hand-written backward.
+    """The mixing of one edge group, ``out_e = sum_p w_pe * y_pe``, returned as the ``k`` edges' outputs.
 
-    Inputs: ``n`` outputs ``y_p``, each ``(B, k, C, H, W)`` (one per edge) or ``(B, 1, C, H, W)`` (shared by the
-    k edges), then their ``n`` weights ``w_p`` of shape ``(1, k, 1, 1, 1)``. Autograd's chain of ``addcmul``
-    nodes costs about six kernels per operation type on the way back (a ``mul.Scalar`` for the unit ``value``,
-    the products, a broadcast sum, and a copy when the gradient's layout differs from the output's); here:
+    Inputs: ``n`` per-edge outputs ``y_p`` of shape ``(B, k*C, H, W)`` already multiplied by their weights (their
+    batch norm took the weights as its per-channel weight, so BN's backward gives the weights' gradients and the
+    product costs no pass of its own), then ``m`` outputs shared by the ``k`` edges (pools, the identity skip),
+    ``(B, C, H, W)``, then those ``m`` weights, ``(1, k, 1, 1, 1)``. Returns the ``k`` edges' ``(B, C, H, W)``
+    outputs, views of one ``(B, k, C, H, W)`` tensor laid out as the ``y_p`` are (channels_last on the CPU).
 
-    * ``dy_p = grad * w_p``, written straight into a tensor laid out like ``y_p`` (channels_last on the CPU,
-      where oneDNN's BN and conv backward take a 3x slower path on any other layout), summed over the ``k``
-      edges for a shared ``y_p``;
-    * ``dw_p = sum(grad * y_p)`` over all but the edge axis, only when the weights need a gradient (not in the
-      weight-only gradients, taken with the alphas frozen); off the CPU for all ``p`` at once (the ``y_p`` stacked).
+    The backward writes the ``k`` gradients into one tensor in that layout (autograd's ``unbind`` would stack
+    them row-major, leaving every later product to mix layouts, the slow path of a CPU elementwise kernel), and
+    hands it unchanged to every ``y_p``; for a shared output ``dy = sum_e w_e * grad_e``, and its weight's
+    gradient ``sum(grad * y)`` over all but the edge axis, only when the weights need one (not in the weight-only
+    gradients, taken with the alphas frozen); off the CPU for all at once (stacked).
     """
 
     @staticmethod
-    def forward(ctx: Any, n: int, *tensors: torch.Tensor) -> torch.Tensor:
-        ys, ws = tensors[:n], tensors[n:]
-        out = ys[0] * ws[0]
-        for y, w in zip(ys[1:], ws[1:]):
-            out.addcmul_(y, w)
-        ctx.n = n
-        ctx.save_for_backward(*tensors)
-        return out
+    def forward(ctx: Any, n: int, k: int, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scaled, rest = tensors[:n], tensors[n:]
+        m = len(rest) // 2
+        shared, ws = rest[:m], rest[m:]
+        edges = [y.unflatten(1, (k, -1)) for y in scaled]
+        out: torch.Tensor | None = None
+        if edges:  # the first add out of place: one pass fewer than a copy, in the per-edge outputs' layout
+            out = torch.add(edges[0], edges[1]) if len(edges) > 1 else edges[0].clone()
+            for y in edges[2:]:
+                out.add_(y)
+        for y, w in zip(shared, ws):
+            y = y.unsqueeze(1)
+            out = y * w if out is None else out.addcmul_(y, w)
+        assert out is not None
+        ctx.n, ctx.meta = n, (out.shape, out.stride())
+        ctx.save_for_backward(*shared, *ws)
+        return tuple(out.unbind(1))
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        saved = ctx.saved_tensors
+    def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         n = ctx.n
-        need = ctx.needs_input_grad[1:]
-        ys, ws = saved[:n], saved[n:]
-        dys: list[torch.Tensor | None] = []
-        for y, w, need_y in zip(ys, ws, need[:n]):
+        saved = ctx.saved_tensors
+        m = len(saved) // 2
+        shared, ws = saved[:m], saved[m:]
+        need = ctx.needs_input_grad[2:]
+        shape, stride = ctx.meta
+        ref = grads[0]
+        grad = torch.empty_strided(shape, stride, dtype=ref.dtype, device=ref.device)
+        if grad.is_contiguous():
+            torch.stack(grads, dim=1, out=grad)
+        else:
+            for e, g in enumerate(grads):
+                grad[:, e].copy_(g)
+        flat = grad.flatten(1, 2)
+        dys: list[torch.Tensor | None] = [flat if need_y else None for need_y in need[:n]]
+        for y, w, need_y in zip(shared, ws, need[n:n + m]):
             dy = None
             if need_y:
                 dy = torch.empty_like(y)
-                if y.shape[1] == grad.shape[1]:
-                    torch.mul(grad, w, out=dy)
-                else:  # shared by the k edges
-                    torch.sum(grad * w, dim=1, keepdim=True, out=dy)
+                torch.sum(grad * w, dim=1, out=dy)
             dys.append(dy)
-        dws: list[torch.Tensor | None] = [None] * n
+        dws: list[torch.Tensor | None] = [None] * m
         stack = grad.device.type != "cpu" if STACK_WEIGHT_GRADS is None else STACK_WEIGHT_GRADS
-        if any(need[n:]) and stack:  # all weights' gradients at once: one stack, one product, one sum
-            stacked = torch.stack([y.expand_as(grad) for y in ys])
+        if any(need[n + m:]) and stack:  # all weights' gradients at once: one stack, one product, one sum
+            stacked = torch.stack([y.unsqueeze(1).expand_as(grad) for y in shared])
             dws = list((stacked * grad).sum((1, 3, 4, 5), keepdim=True).unbind(0))
-        elif any(need[n:]):
-            dws = [(grad * y).sum((0, 2, 3, 4), keepdim=True) for y in ys]
-        return (None, *dys, *dws)
+        elif any(need[n + m:]):
+            dws = [(grad * y.unsqueeze(1)).sum((0, 2, 3, 4), keepdim=True) for y in shared]
+        return (None, None, *dys, *dws)
 
 
 def _bn_mode(buffer: str) -> str:
@@ -221,30 +247,31 @@ class EdgeGroup(nn.Module):
         if not self.convs and not self.pool_bn and "skip_connect" not in self.primitives:
             raise ValueError("a search cell needs at least one operation other than 'none'")
 
-    def forward(self, x: torch.Tensor, weights: Sequence[torch.Tensor]) -> torch.Tensor:
-        """x: (B, C, H, W); weights: per primitive a (1, k, 1, 1, 1) tensor -> (B, k, C, H', W')."""
+    def forward(self, x: torch.Tensor, weights: Sequence[torch.Tensor],
+                scales: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        """x: (B, C, H, W); per primitive its weights as a (1, k, 1, 1, 1) tensor and as a (k*C,) per-channel
+        scale -> the k edges' mixed outputs, each (B, C, H', W')."""
         xr = torch.relu(x)
         xr_k = _repeat_channels(xr, self.k) if self.convs and self.k > 1 else xr
-        ys, ws = [], []
-        for p, w in zip(self.primitives, weights):
+        scaled, shared, ws = [], [], []
+        for p, w, scale in zip(self.primitives, weights, scales):
             if p == "none":
                 continue
-            y = self._op(p, x, xr, xr_k)
-            per_edge = p in self.convs or (p == "skip_connect" and self.reduce is not None)
-            ys.append(y.unflatten(1, (self.k, -1)) if per_edge else y.unsqueeze(1))  # shared: broadcast over k
-            ws.append(w)
-        return _Mix.apply(len(ys), *ys, *ws)  # type: ignore[no-any-return]
+            if p in self.convs:
+                scaled.append(self.convs[p](xr_k, scale))
+            elif p == "skip_connect" and self.reduce is not None:
+                scaled.append(self.reduce(xr, scale))
+            else:
+                shared.append(self._shared(p, x))
+                ws.append(w)
+        return _Mix.apply(len(scaled), self.k, *scaled, *shared, *ws)  # type: ignore[no-any-return]
 
-    def _op(self, p: str, x: torch.Tensor, xr: torch.Tensor, xr_k: torch.Tensor) -> torch.Tensor:
-        """One operation type for all k edges: (B, k*C, H', W'), or (B, C, H', W') when shared by all."""
-        if p in self.convs:
-            return self.convs[p](xr_k)  # type: ignore[no-any-return]
+    def _shared(self, p: str, x: torch.Tensor) -> torch.Tensor:
+        """An operation whose output the k edges share (before their weights): (B, C, H', W')."""
         if p == "max_pool_3x3":
             return self.pool_bn[p](F.max_pool2d(x, 3, self.stride, 1))  # type: ignore[no-any-return]
         if p == "avg_pool_3x3":
             return self.pool_bn[p](F.avg_pool2d(x, 3, self.stride, 1, count_include_pad=False))  # type: ignore
-        if self.reduce is not None:  # skip_connect, stride 2
-            return self.reduce(xr)  # type: ignore[no-any-return]
         return x  # skip_connect, stride 1
 
     def legacy_keys(self) -> list[LegacyKey]:

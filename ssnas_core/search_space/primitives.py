@@ -74,14 +74,20 @@ class BatchNorm2d(nn.BatchNorm2d):
     CPU a channels-last input trains through ``_ChannelsLastBatchNorm`` (the same maths, a faster backward).
     """
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> torch.Tensor:
+        """``scale``: for an affine-free BN only, a per-channel factor applied to the output, given to batch norm
+        as its weight (the search's mixing weights, whose gradient then comes from BN's backward)."""
+        if scale is not None and self.affine:
+            raise ValueError("BatchNorm2d: scale is for an affine-free batch norm only")
+        weight = self.weight if scale is None else scale
         if (not self.training or not self.track_running_stats or self.momentum is None or x.dim() != 4
                 or x.shape[0] * x.shape[2] * x.shape[3] == 1):
-            return super().forward(x)
+            out = super().forward(x)
+            return out if scale is None else out * scale.view(1, -1, 1, 1)
         if x.device.type == "cpu" and is_channels_last(x):
-            return _ChannelsLastBatchNorm.apply(x, self.weight, self.bias, self.running_mean, self.running_var,
+            return _ChannelsLastBatchNorm.apply(x, weight, self.bias, self.running_mean, self.running_var,
                                                 self.momentum, self.eps)
-        return torch.native_batch_norm(x, self.weight, self.bias, self.running_mean, self.running_var, True,
+        return torch.native_batch_norm(x, weight, self.bias, self.running_mean, self.running_var, True,
                                        self.momentum, self.eps)[0]
 
 
@@ -249,7 +255,9 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: 
     See ``DepthwiseConv2d`` for why and how; the phase form applies to 'same' padding (``k - 1``). ``blocked``
     (the derived network's convs) allows ``_Depthwise5x5``. The search's grouped convs leave it off: its
     architecture step asks autograd for the alphas' gradients only, which skips torch's weight gradient but
-    not a custom Function's, so there the blocked form would add work.
+    not a custom Function's, so there the blocked form would add work. (With the weights frozen for that step,
+    the blocked form was still no faster in a search step, 2026-11-30: each 3x3 block copies its input window,
+    and at the search's k*C channels those copies cost what the faster gradient saves.)
     """
     groups = weight.shape[0]
     kernel = weight.shape[-1]
