@@ -224,18 +224,22 @@ def test_a_cpu_fine_tune_step_keeps_its_freed_activations() -> None:
 
 def test_search_mixing_matches_the_weighted_sum_and_keeps_the_gradient_layout() -> None:
     """``edge_group._Mix``: the k edges' outputs are ``sum_p y_p`` (per-edge outputs, already weighted by their
-    BN) ``+ sum_s w_s * y_s`` (shared outputs); the per-edge outputs get the gradient in their own layout (a
-    row-major stack of the k gradients would send every later product down the CPU's mixed-layout path)."""
+    BN) ``+ sum_s w_s * y_s`` (shared outputs); the per-edge outputs get the gradient in their own layout even
+    when the k edges' gradients arrive in another (a stack of them would keep theirs, and the per-edge outputs'
+    BN backward would then take its slow path)."""
     from ssnas_core.search_space.edge_group import _Mix
 
     torch.manual_seed(0)
     b, k, c, h, w = 3, 4, 5, 6, 6
-    for layout in (torch.channels_last, torch.contiguous_format):
+    for layout, grad_layout in ((torch.channels_last, torch.contiguous_format),
+                                (torch.channels_last, torch.channels_last),
+                                (torch.contiguous_format, torch.channels_last)):
         scaled = [torch.randn(b, k * c, h, w, dtype=torch.float64).contiguous(memory_format=layout)
                   .requires_grad_() for _ in range(2)]
         shared = [torch.randn(b, c, h, w, dtype=torch.float64).contiguous(memory_format=layout).requires_grad_()]
         weights = [torch.rand(1, k, 1, 1, 1, dtype=torch.float64, requires_grad=True)]
-        upstream = [torch.randn(b, c, h, w, dtype=torch.float64).contiguous(memory_format=layout) for _ in range(k)]
+        upstream = [torch.randn(b, c, h, w, dtype=torch.float64).contiguous(memory_format=grad_layout)
+                    for _ in range(k)]
         outs = _Mix.apply(2, k, *scaled, *shared, *weights)
         want = sum(y.unflatten(1, (k, c)) for y in scaled) + shared[0].unsqueeze(1) * weights[0]
         assert len(outs) == k
@@ -249,6 +253,7 @@ def test_search_mixing_matches_the_weighted_sum_and_keeps_the_gradient_layout() 
         ref = torch.autograd.grad(want.unbind(1), scaled + shared + weights, upstream)
         for g, r in zip(got, ref):
             torch.testing.assert_close(g, r)
+        assert len(seen) == len(scaled)
         for g, y in zip(seen, scaled):
             assert g.stride() == y.stride(), (layout, g.stride(), y.stride())
 

@@ -145,9 +145,9 @@ class _Mix(torch.autograd.Function):
     ``(B, C, H, W)``, then those ``m`` weights, ``(1, k, 1, 1, 1)``. Returns the ``k`` edges' ``(B, C, H, W)``
     outputs, views of one ``(B, k, C, H, W)`` tensor laid out as the ``y_p`` are (channels_last on the CPU).
 
-    The backward writes the ``k`` gradients into one tensor in that layout (autograd's ``unbind`` would stack
-    them row-major, leaving every later product to mix layouts, the slow path of a CPU elementwise kernel), and
-    hands it unchanged to every ``y_p``; for a shared output ``dy = sum_e w_e * grad_e``, and its weight's
+    The backward stacks the ``k`` gradients into one tensor in that layout (copied into it when they arrive in
+    another, so that no product below mixes layouts, the slow path of a CPU elementwise kernel), and hands it
+    unchanged to every ``y_p``; for a shared output ``dy = sum_e w_e * grad_e``, and its weight's
     gradient ``sum(grad * y)`` over all but the edge axis, only when the weights need one (not in the weight-only
     gradients, taken with the alphas frozen); off the CPU for all at once (stacked).
     """
@@ -179,13 +179,9 @@ class _Mix(torch.autograd.Function):
         shared, ws = saved[:m], saved[m:]
         need = ctx.needs_input_grad[2:]
         shape, stride = ctx.meta
-        ref = grads[0]
-        grad = torch.empty_strided(shape, stride, dtype=ref.dtype, device=ref.device)
-        if grad.is_contiguous():
-            torch.stack(grads, dim=1, out=grad)
-        else:
-            for e, g in enumerate(grads):
-                grad[:, e].copy_(g)
+        grad = torch.stack(grads, dim=1)  # in the per-edge outputs' layout when the k gradients share it
+        if grad.stride() != stride:  # else one copy into it: the products below then see one layout
+            grad = torch.empty_strided(shape, stride, dtype=grad.dtype, device=grad.device).copy_(grad)
         flat = grad.flatten(1, 2)
         dys: list[torch.Tensor | None] = [flat if need_y else None for need_y in need[:n]]
         for y, w, need_y in zip(shared, ws, need[n:n + m]):

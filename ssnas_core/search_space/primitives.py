@@ -82,8 +82,8 @@ class BatchNorm2d(nn.BatchNorm2d):
         weight = self.weight if scale is None else scale
         if (not self.training or not self.track_running_stats or self.momentum is None or x.dim() != 4
                 or x.shape[0] * x.shape[2] * x.shape[3] == 1):
-            out = super().forward(x)
-            return out if scale is None else out * scale.view(1, -1, 1, 1)
+            out = super().forward(x)  # in the output's dtype, as native_batch_norm returns it (bf16 under autocast)
+            return out if scale is None else out * scale.view(1, -1, 1, 1).to(out.dtype)
         if x.device.type == "cpu" and is_channels_last(x):
             return _ChannelsLastBatchNorm.apply(x, weight, self.bias, self.running_mean, self.running_var,
                                                 self.momentum, self.eps)
