@@ -118,6 +118,22 @@ def test_like_for_like_puts_architectures_in_rows_and_losses_in_columns() -> Non
     assert "| ResNet-18 | 0.80 | - | - | - | 0.750 (1) | - | - |" in md
 
 
+def test_like_for_like_says_which_cells_ran_under_bf16() -> None:
+    """A cell's seeds fine-tuned under bf16 autocast (``finetune.amp``) are counted beside the seed count."""
+    from ssnas_core.evaluation.report import like_for_like, like_for_like_markdown
+
+    runs = [_ft("resnet18", "ce", seed, 0.8, stage="baseline") for seed in range(3)]
+    runs += [_ft("resnet18", "ce-la", seed, 0.9, stage="baseline") for seed in range(2)]
+    for run in runs[:3] + runs[4:]:
+        run["params"]["finetune.amp"] = "bf16"
+    runs.append(_ft("fairdarts-bt", "ce", 0, 0.7))  # no finetune.amp recorded: float32
+    grid = like_for_like(runs)["rhos"]["10"]
+    assert grid["bf16"] == {("resnet18", "ce"): 3, ("resnet18", "ce-la"): 1, ("fairdarts-bt", "ce"): 0}
+    md = like_for_like_markdown(runs)
+    assert "| ResNet-18 | 0.80 | - | - | - | 0.800 +- 0.000 (3, bf16) | 0.900 +- 0.000 (2, 1 bf16) |" in md
+    assert "| ours (FairDARTS + Barlow Twins) | 0.80 | 0 | 0.939/0.898 | 15 | 0.700 (1) | - |" in md
+
+
 def test_like_for_like_shows_each_seeds_best_val_epoch_against_the_fine_tune_length() -> None:
     from ssnas_core.evaluation.report import like_for_like_markdown
 

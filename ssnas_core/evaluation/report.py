@@ -151,6 +151,7 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     Returns ``{"rhos": {rho: {"rows": [arch...], "columns": [loss...], "cells": {(arch, loss): {metric: (mean,
     std, n)}}, "best_epochs": {(arch, loss): ([best val epoch, 1-based, per seed], [fine-tune epochs])},
+    "bf16": {(arch, loss): seeds fine-tuned under bf16 autocast (``finetune.amp``)},
     "fallback": {arch: str}, "params_m": {arch: float}}}}``. One value per (architecture, loss, seed): a second
     run of the same seed is left out.
     """
@@ -160,6 +161,7 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     search: dict[str, dict[str, set[tuple[str, str]]]] = defaultdict(lambda: defaultdict(set))
     params: dict[str, dict[str, float]] = defaultdict(dict)
     length: dict[str, dict[tuple[str, str], tuple[list[int], set[int]]]] = defaultdict(dict)
+    precision: dict[str, dict[tuple[str, str], list[str]]] = defaultdict(lambda: defaultdict(list))
     for run in runs:
         rho = f"{float(run['tags'].get('ssnas.imbalance_factor', '1.0')):g}"
         arch = _architecture(run)
@@ -175,6 +177,7 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 continue
             seen.add(key)
             values[rho][(arch, column)].append(metrics)
+            precision[rho][(arch, column)].append(run["params"].get("finetune.amp", "none"))
             best, epochs = run["metrics"].get("best_epoch"), run["params"].get("finetune.epochs")
             if best is not None and epochs:
                 got = length[rho].setdefault((arch, column), ([], set()))
@@ -196,8 +199,9 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
                 cell[metric] = (mean, std, len(xs))
             cells[key] = cell
+        bf16 = {key: sum(amp == "bf16" for amp in amps) for key, amps in precision[rho].items()}
         best_epochs = {k: (sorted(b), sorted(e)) for k, (b, e) in length[rho].items()}
-        out["rhos"][rho] = {"rows": rows, "columns": columns, "cells": cells, "best_epochs": best_epochs,
+        out["rhos"][rho] = {"rows": rows, "columns": columns, "cells": cells, "best_epochs": best_epochs, "bf16": bf16,
                             "params_m": params[rho],
                             "fallback": {a: "/".join(sorted(fallback[rho][a])) for a in rows},
                             "decided": {a: "; ".join(sorted(d for d, _ in search[rho][a])) for a in rows},
@@ -206,7 +210,8 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def like_for_like_markdown(runs: Sequence[dict[str, Any]]) -> str:
-    """Markdown: per imbalance factor and metric, architectures x losses, ``mean +- std (n seeds)``."""
+    """Markdown: per imbalance factor and metric, architectures x losses, ``mean +- std (n seeds)``; a cell whose
+    fine-tunes ran under bf16 autocast says so (``(3, bf16)``, or ``(3, 1 bf16)`` for one of three)."""
     grid = like_for_like(runs)
     parts = []
     for rho, g in grid["rhos"].items():
@@ -219,7 +224,9 @@ def like_for_like_markdown(runs: Sequence[dict[str, Any]]) -> str:
                 cells = []
                 for column in g["columns"]:
                     mean, std, n = g["cells"].get((arch, column), {}).get(metric, (math.nan, None, 0))
-                    cells.append("-" if not n else _fmt((mean, std)) + f" ({n})")
+                    low = g["bf16"].get((arch, column), 0)
+                    note = "" if not low else ", bf16" if low == n else f", {low} bf16"
+                    cells.append("-" if not n else _fmt((mean, std)) + f" ({n}{note})")
                 lines.append(f"| {ARCHITECTURES.get(arch, arch)} | {g['params_m'].get(arch, math.nan):.2f} | "
                              f"{g['fallback'][arch]} | {g['decided'][arch]} | {g['search_epochs'][arch]} | "
                              + " | ".join(cells) + " |")
@@ -249,12 +256,13 @@ def like_for_like_csv(runs: Sequence[dict[str, Any]], path: Path) -> Path:
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["imbalance_factor", "architecture", "loss", "fallback_nodes", "decided_fraction", "search_epochs",
-                    "n_seeds",
+                    "n_seeds", "n_bf16",
                     *[x for m, _ in GRID_METRICS for x in (m, f"{m}_std")]])
         for rho, g in grid["rhos"].items():
             for (arch, column), cell in sorted(g["cells"].items()):
                 n = max(v[2] for v in cell.values())
                 w.writerow([rho, arch, column, g["fallback"][arch], g["decided"][arch], g["search_epochs"][arch], n,
+                            g["bf16"].get((arch, column), 0),
                             *[x for m, _ in GRID_METRICS for x in (cell[m][0], "" if cell[m][1] is None
                                                                    else cell[m][1])]])
     return path
