@@ -256,4 +256,3 @@ def test_search_mixing_matches_the_weighted_sum_and_keeps_the_gradient_layout() 
         assert len(seen) == len(scaled)
         for g, y in zip(seen, scaled):
             assert g.stride() == y.stride(), (layout, g.stride(), y.stride())
-

@@ -161,7 +161,7 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     search: dict[str, dict[str, set[tuple[str, str]]]] = defaultdict(lambda: defaultdict(set))
     params: dict[str, dict[str, float]] = defaultdict(dict)
     length: dict[str, dict[tuple[str, str], tuple[list[int], set[int]]]] = defaultdict(dict)
-    precision: dict[str, dict[tuple[str, str], list[str]]] = defaultdict(lambda: defaultdict(list))
+    bf16: dict[str, dict[tuple[str, str], int]] = defaultdict(dict)  # seeds fine-tuned under bf16 autocast
     for run in runs:
         rho = f"{float(run['tags'].get('ssnas.imbalance_factor', '1.0')):g}"
         arch = _architecture(run)
@@ -177,7 +177,8 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 continue
             seen.add(key)
             values[rho][(arch, column)].append(metrics)
-            precision[rho][(arch, column)].append(run["params"].get("finetune.amp", "none"))
+            low = run["params"].get("finetune.amp", "none") == "bf16"
+            bf16[rho][(arch, column)] = bf16[rho].get((arch, column), 0) + low
             best, epochs = run["metrics"].get("best_epoch"), run["params"].get("finetune.epochs")
             if best is not None and epochs:
                 got = length[rho].setdefault((arch, column), ([], set()))
@@ -199,10 +200,9 @@ def like_for_like(runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
                 cell[metric] = (mean, std, len(xs))
             cells[key] = cell
-        bf16 = {key: sum(amp == "bf16" for amp in amps) for key, amps in precision[rho].items()}
         best_epochs = {k: (sorted(b), sorted(e)) for k, (b, e) in length[rho].items()}
-        out["rhos"][rho] = {"rows": rows, "columns": columns, "cells": cells, "best_epochs": best_epochs, "bf16": bf16,
-                            "params_m": params[rho],
+        out["rhos"][rho] = {"rows": rows, "columns": columns, "cells": cells, "best_epochs": best_epochs,
+                            "bf16": bf16[rho], "params_m": params[rho],
                             "fallback": {a: "/".join(sorted(fallback[rho][a])) for a in rows},
                             "decided": {a: "; ".join(sorted(d for d, _ in search[rho][a])) for a in rows},
                             "search_epochs": {a: "/".join(sorted(e for _, e in search[rho][a])) for a in rows}}
