@@ -12,11 +12,36 @@ import copy
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ssnas_core.search_space.cells import after_relu, edge_index, preprocess
 from ssnas_core.search_space.primitives import OPS
 from ssnas_core.search_space.supernet import Supernet
+
+
+class PlainFactorizedReduce(nn.Module):
+    """DARTS' FactorizedReduce as written there: ReLU, ``conv_1(x)`` and ``conv_2`` on ``x`` shifted by one pixel
+    (zero-padded right and bottom), concatenated, BN. The same names as ``primitives.FactorizedReduce``, which
+    computes this on the pixels the convs read (``offset_pixels``); the oracle keeps the plain form so that the
+    check does not share that code with the cell it checks."""
+
+    def __init__(self, c: int, c_out: int, affine: bool) -> None:
+        super().__init__()
+        self.relu = nn.ReLU(inplace=False)
+        self.conv_1 = nn.Conv2d(c, c_out // 2, 1, stride=2, bias=False)
+        self.conv_2 = nn.Conv2d(c, c_out // 2, 1, stride=2, bias=False)
+        self.bn = nn.BatchNorm2d(c_out, affine=affine)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu(x)
+        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+
+
+def _op(p: str, c: int, stride: int) -> nn.Module:
+    """Candidate ``p`` on an edge of the oracle: the library's module, but the plain stride-2 skip."""
+    return PlainFactorizedReduce(c, c, False) if p == "skip_connect" and stride == 2 else OPS[p](c, stride, False)
 
 
 class MixedOp(nn.Module):
@@ -29,7 +54,7 @@ class MixedOp(nn.Module):
     def __init__(self, c: int, stride: int, primitives: Sequence[str]) -> None:
         super().__init__()
         self.primitives = tuple(primitives)
-        self.ops = nn.ModuleDict({p: OPS[p](c, stride, False) for p in primitives if p != "none"})
+        self.ops = nn.ModuleDict({p: _op(p, c, stride) for p in primitives if p != "none"})
         self._index = [self.primitives.index(p) for p in self.ops]
         # The conv ops all start with ReLU(x): compute it once per edge and run their tails on it.
         # (A plain list, so the tails' shared modules are not registered twice.)
