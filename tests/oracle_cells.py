@@ -21,10 +21,12 @@ from ssnas_core.search_space.supernet import Supernet
 
 
 class PlainFactorizedReduce(nn.Module):
-    """DARTS' FactorizedReduce as written there: ReLU, ``conv_1(x)`` and ``conv_2`` on ``x`` shifted by one pixel
-    (zero-padded right and bottom), concatenated, BN. The same names as ``primitives.FactorizedReduce``, which
-    computes this on the pixels the convs read (``offset_pixels``); the oracle keeps the plain form so that the
-    check does not share that code with the cell it checks."""
+    """DARTS' FactorizedReduce in its plain form: ReLU, ``conv_1(x)`` and ``conv_2`` on ``x`` shifted by one pixel,
+    concatenated, BN; the shifted branch is zero-padded right and bottom so that odd sizes work (DARTS' code,
+    ``conv_2(x[:, :, 1:, 1:])`` unpadded, fails there). The same names as ``primitives.FactorizedReduce``, which
+    computes this on the pixels the convs read (``offset_pixels``); the oracle keeps the plain form, on its edges
+    and as the preprocessing after a reduction cell, so that the check shares none of that code with the cells
+    it checks."""
 
     def __init__(self, c: int, c_out: int, affine: bool) -> None:
         super().__init__()
@@ -83,6 +85,8 @@ class OracleSearchCell(nn.Module):
         self.reduction = reduction
         self.n_nodes = n_nodes
         self.pre0, self.pre1 = preprocess(c_pp, c_p, c, reduction_prev, affine=False)
+        if reduction_prev:
+            self.pre0 = PlainFactorizedReduce(c_pp, c, False)
         self.edges = nn.ModuleList(
             MixedOp(c, 2 if reduction and src < 2 else 1, primitives) for src, _ in edge_index(n_nodes)
         )
