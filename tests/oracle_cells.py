@@ -36,9 +36,15 @@ class PlainFactorizedReduce(nn.Module):
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.relu(x)
-        shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
-        return self.bn(torch.cat([self.conv_1(x), self.conv_2(shifted)], dim=1))
+        return factorized_reduce_as_written(self, x)
+
+
+def factorized_reduce_as_written(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """DARTS' FactorizedReduce op by op, with ``m``'s ``conv_1``, ``conv_2`` and ``bn`` (the form the fast one
+    replaced; also the reference of ``tests/test_cpu_speed_paths.py``)."""
+    x = torch.relu(x)
+    shifted = F.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
+    return m.bn(torch.cat([m.conv_1(x), m.conv_2(shifted)], dim=1))
 
 
 def _op(p: str, c: int, stride: int) -> nn.Module:

@@ -32,6 +32,8 @@ from torch import nn
 
 from ssnas_core.search_space.primitives import BatchNorm2d, FactorizedReduce, depthwise_conv, global_mean
 
+from .oracle_cells import factorized_reduce_as_written
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -62,13 +64,6 @@ def test_channels_last_batch_norm_matches_torch_on_a_sliced_gradient() -> None:
         torch.testing.assert_close(ours.running_var, ref.running_var)
 
 
-def _factorized_reduce_as_written(m: FactorizedReduce, x: torch.Tensor) -> torch.Tensor:
-    """DARTS' FactorizedReduce, op by op (the form the fast one replaced)."""
-    x = torch.relu(x)
-    shifted = nn.functional.pad(x[:, :, 1:, 1:], (0, 1, 0, 1))
-    return m.bn(torch.cat([m.conv_1(x), m.conv_2(shifted)], dim=1))
-
-
 def test_factorized_reduce_matches_the_two_offset_convs() -> None:
     """Both layouts, even and odd sizes (the shifted branch's zero padding): outputs, the input's and every
     parameter's gradient in training, and outputs in evaluation (the export path)."""
@@ -78,7 +73,7 @@ def test_factorized_reduce_matches_the_two_offset_convs() -> None:
             m = FactorizedReduce(6, 4, affine=True).double()
             x = torch.randn(3, 6, h, w, dtype=torch.float64).contiguous(memory_format=memory_format)
             x.requires_grad_(True)
-            out, ref = m(x), _factorized_reduce_as_written(m, x)
+            out, ref = m(x), factorized_reduce_as_written(m, x)
             assert out.shape == (3, 4, (h + 1) // 2, (w + 1) // 2)
             torch.testing.assert_close(out, ref, rtol=1e-10, atol=1e-12)
             # the derived network's form, given the ReLU it shares between a state's readers
@@ -91,7 +86,7 @@ def test_factorized_reduce_matches_the_two_offset_convs() -> None:
             assert ours[0].is_contiguous(memory_format=memory_format)  # the gradient keeps the input's layout
             m.eval()
             with torch.no_grad():
-                torch.testing.assert_close(m(x), _factorized_reduce_as_written(m, x), rtol=1e-10, atol=1e-12)
+                torch.testing.assert_close(m(x), factorized_reduce_as_written(m, x), rtol=1e-10, atol=1e-12)
 
 
 def test_derived_network_shares_each_states_relu_between_its_two_readers() -> None:
