@@ -146,6 +146,8 @@ def test_no_inherit_trains_from_scratch(searched, capsys, monkeypatch) -> None:
     err = capsys.readouterr().err
     assert "0 tensors inherited" in err
     assert re.search(r"ssnas finetune: epoch 1/1: train loss \d\.\d{4}, val balanced_acc \d\.\d{4} \(best", err)
+    # the final line names balanced accuracy: ACC alone hides a one-class classifier on imbalanced data
+    assert re.search(r"ssnas finetune: test ACC \d\.\d{4} AUC \d\.\d{4} balanced accuracy \d\.\d{4} ", err)
 
 
 @pytest.mark.parametrize("case", ["unknown run", "bad genotype op", "malformed genotype", "head of 3 classes",

@@ -378,8 +378,10 @@ def _finetune_run(cfg: RunConfig, setup: FinetuneSetup, genotype: Genotype | Non
             _register(cfg, setup, tracker, store, run_id, run_dir, metric, val[metric],
                       register=register and genotype is not None)
         outcome.status = "FINISHED"
-        print(f"ssnas finetune: test ACC {test['acc']:.4f} AUC {test['auc']:.4f} (best val {metric} at epoch "
-              f"{best_epoch + 1} of {cfg.finetune.epochs})", file=sys.stderr)
+        # balanced accuracy too: on an imbalanced test set, ACC alone does not tell a one-class classifier apart
+        balanced = f" balanced accuracy {test['balanced_acc']:.4f}" if "balanced_acc" in test else ""
+        print(f"ssnas finetune: test ACC {test['acc']:.4f} AUC {test['auc']:.4f}{balanced} (best val {metric} at "
+              f"epoch {best_epoch + 1} of {cfg.finetune.epochs})", file=sys.stderr)
         return FinetuneResult(run_id, metric, float(val[metric]), test)
 
 
