@@ -14,6 +14,9 @@ Runs on torch alone (no mlflow/optuna), on synthetic uint8 images held on the de
   permute, slice, detach, ...), which launch nothing. Counted at first and second order; on the CPU also
   on the code path CUDA takes (``*_cuda_path``: contiguous tensors, dilated convs unsplit), where issue 11's
   targets (first order <= 3,000 kernels, second order <= 10,000) are counted.
+* ``--time-ops`` (CPU): where the time of two more steps goes, per aten operation (and per operation and
+  input shapes): each call timed on its own inside the steps, where CPU kernels run synchronously. Inside a step
+  a kernel meets cold caches, so these times are what a step pays, not what the kernel costs alone.
 * peak memory: the process's maximum resident set on the CPU (each measurement runs in its own
   process with ``--against``), ``max_memory_allocated`` on CUDA.
 * ``--tracking``: one epoch's off-step work (checkpoint, batched metrics, genotype and heatmap plots,
@@ -156,6 +159,8 @@ def bench(args: argparse.Namespace, batch_size: int) -> dict[str, object]:
                 counted = count_ops(args, min(batch_size, 8), order, cuda_path=True)
                 out[f"ops_order{order}_cuda_path"] = counted["ops"]
                 out[f"kernels_order{order}_cuda_path"] = counted["kernels"]
+    if args.time_ops and device.type == "cpu":
+        out["time_ops"] = time_ops(engine, batches[args.warmup: args.warmup + 2], aug)
     if args.tracking:
         off = offstep_seconds(engine)
         epoch = args.epoch_steps * seconds / args.steps
@@ -204,6 +209,35 @@ def bench_finetune(args: argparse.Namespace, batch_size: int) -> dict[str, objec
         out["ops_per_step"] = round(ops["ops"] / engine.steps_per_epoch)
         out["kernels_per_step"] = round(ops["kernels"] / engine.steps_per_epoch)
     return out
+
+
+def time_ops(engine: Any, batches: list[Any], aug: Any, top: int = 12) -> dict[str, Any]:
+    """Seconds per step by aten operation over ``batches`` (CPU: each call returns when its kernel is done)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seconds: collections.Counter[str] = collections.Counter()
+    shaped: collections.Counter[str] = collections.Counter()
+
+    class Time(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            start = time.perf_counter()
+            out = func(*args, **(kwargs or {}))
+            spent = time.perf_counter() - start
+            name = func.overloadpacket.__name__
+            shapes = [tuple(a.shape) for a in args if hasattr(a, "shape")][:3]
+            seconds[name] += spent
+            shaped[f"{name} {shapes}"] += spent
+            return out
+
+    start = time.perf_counter()
+    with Time():
+        for batch in batches:
+            engine.step(batch, 0.025, aug)
+    wall = (time.perf_counter() - start) / len(batches)
+    total = sum(seconds.values())
+    return {"step_s": round(wall, 3), "in_ops_s": round(total / len(batches), 3),
+            "by_op": {k: f"{100 * v / total:.1f}%" for k, v in seconds.most_common(top)},
+            "by_op_and_shapes": {k: f"{1000 * v / len(batches):.1f} ms" for k, v in shaped.most_common(top)}}
 
 
 def _dispatched(fn: Any) -> dict[str, int]:
@@ -336,6 +370,8 @@ def main() -> None:
     p.add_argument("--stage", default="search", choices=("search", "finetune"),
                    help="search: one search step; finetune: a fine-tune epoch of a fixed derived network")
     p.add_argument("--count-ops", action="store_true", help="also count dispatched operations per step")
+    p.add_argument("--time-ops", action="store_true",
+                   help="CPU: time two more steps per aten operation (where a step's time goes)")
     p.add_argument("--tracking", action="store_true",
                    help="also time an epoch's off-step work with MLflow, as a share of an epoch of --epoch-steps")
     p.add_argument("--epoch-steps", type=int, default=60,
