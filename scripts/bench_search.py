@@ -270,8 +270,9 @@ GENOTYPE = """{"normal": [["sep_conv_3x3", 0, 2], ["skip_connect", 1, 2], ["dil_
 def offstep_seconds(engine: Any) -> dict[str, float]:
     """Seconds of an epoch's off-step work through a real MLflow store: checkpoint, metrics, plots, uploads.
 
-    ``first``: the first epoch's (with the one-off imports; epoch 0 draws the trajectory); ``regular``: an epoch's that draws no trajectory;
-    ``final``: the last epoch's (it draws the trajectory too). All three on the report of one real epoch.
+    ``first``: the first epoch's (with the one-off imports; epoch 0 draws the trajectory); ``regular``: an
+    epoch's that draws no trajectory; ``final``: the last epoch's (it draws the trajectory too). All three on the
+    report of one real epoch.
     """
     import dataclasses
 
