@@ -159,8 +159,9 @@ def bench(args: argparse.Namespace, batch_size: int) -> dict[str, object]:
                 counted = count_ops(args, min(batch_size, 8), order, cuda_path=True)
                 out[f"ops_order{order}_cuda_path"] = counted["ops"]
                 out[f"kernels_order{order}_cuda_path"] = counted["kernels"]
-    if args.time_ops and device.type == "cpu":
-        out["time_ops"] = time_ops(engine, batches[args.warmup: args.warmup + 2], aug)
+    if args.time_ops:  # a CUDA call returns before its kernel ends: timing it per call would mislead
+        out["time_ops"] = (time_ops(engine, batches[args.warmup: args.warmup + 2], aug) if device.type == "cpu"
+                           else "CPU only")
     if args.tracking:
         off = offstep_seconds(engine)
         epoch = args.epoch_steps * seconds / args.steps
@@ -211,12 +212,13 @@ def bench_finetune(args: argparse.Namespace, batch_size: int) -> dict[str, objec
     return out
 
 
-def time_ops(engine: Any, batches: list[Any], aug: Any, top: int = 12) -> dict[str, Any]:
+def time_ops(engine: Any, batches: list[Any], aug: Any, top: int = 20) -> dict[str, Any]:
     """Seconds per step by aten operation over ``batches`` (CPU: each call returns when its kernel is done)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     seconds: collections.Counter[str] = collections.Counter()
     shaped: collections.Counter[str] = collections.Counter()
+    calls: collections.Counter[str] = collections.Counter()
 
     class Time(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
@@ -227,6 +229,7 @@ def time_ops(engine: Any, batches: list[Any], aug: Any, top: int = 12) -> dict[s
             shapes = [tuple(a.shape) for a in args if hasattr(a, "shape")][:3]
             seconds[name] += spent
             shaped[f"{name} {shapes}"] += spent
+            calls[f"{name} {shapes}"] += 1
             return out
 
     start = time.perf_counter()
@@ -237,7 +240,8 @@ def time_ops(engine: Any, batches: list[Any], aug: Any, top: int = 12) -> dict[s
     total = sum(seconds.values())
     return {"step_s": round(wall, 3), "in_ops_s": round(total / len(batches), 3),
             "by_op": {k: f"{100 * v / total:.1f}%" for k, v in seconds.most_common(top)},
-            "by_op_and_shapes": {k: f"{1000 * v / len(batches):.1f} ms" for k, v in shaped.most_common(top)}}
+            "by_op_and_shapes": {k: f"{1000 * v / len(batches):.1f} ms a step, {1000 * v / calls[k]:.2f} ms a call "
+                                    f"({calls[k] // len(batches)} a step)" for k, v in shaped.most_common(top)}}
 
 
 def _dispatched(fn: Any) -> dict[str, int]:
@@ -311,10 +315,11 @@ def _child(args: argparse.Namespace, code_root: Path, batch_size: int) -> dict[s
     argv = [sys.executable, str(Path(__file__).resolve()), "--code-root", str(code_root), "--batch-size",
             str(batch_size)]
     for flag in ("device", "width", "size", "channels", "steps", "warmup", "arch_order", "relaxation", "ssl",
-                 "amp", "channels_last", "threads", "stage"):
+                 "amp", "channels_last", "threads", "stage", "epoch_steps"):
         argv += [f"--{flag.replace('_', '-')}", str(getattr(args, flag))]
-    if args.count_ops:
-        argv.append("--count-ops")
+    for flag in ("count_ops", "time_ops", "tracking"):
+        if getattr(args, flag):
+            argv.append(f"--{flag.replace('_', '-')}")
     out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout.strip().splitlines()
     return dict(json.loads(out[-1]))
 
@@ -340,7 +345,7 @@ def _table(runs: dict[str, list[dict[str, Any]]], rev: str, batch_size: int) -> 
     keys = ["images_per_s", "ms_per_step", "peak_memory_mb", "ops_per_step", "kernels_per_step",
             "ops_order1", "kernels_order1", "ops_order2",
             "kernels_order2", "ops_order1_cuda_path", "kernels_order1_cuda_path", "ops_order2_cuda_path",
-            "kernels_order2_cuda_path"]
+            "kernels_order2_cuda_path", "offstep_s", "offstep_share", "offstep_s_final", "offstep_share_final"]
     print(f"\nbatch {batch_size}: median of {len(runs['this'])} runs each, alternated")
     print(f"| | this tree | {rev} | ratio |")
     print("|---|---|---|---|")
@@ -372,7 +377,7 @@ def main() -> None:
                    help="search: one search step; finetune: a fine-tune epoch of a fixed derived network")
     p.add_argument("--count-ops", action="store_true", help="also count dispatched operations per step")
     p.add_argument("--time-ops", action="store_true",
-                   help="CPU: time two more steps per aten operation (where a step's time goes)")
+                   help="search stage on the CPU: time two more steps per aten operation (where a step's time goes)")
     p.add_argument("--tracking", action="store_true",
                    help="also time an epoch's off-step work with MLflow, as a share of an epoch of --epoch-steps")
     p.add_argument("--epoch-steps", type=int, default=60,
@@ -381,6 +386,8 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3, help="with --against: runs of each tree")
     p.add_argument("--code-root", default="", help=argparse.SUPPRESS)  # which ssnas_core to import
     args = p.parse_args()
+    if args.time_ops and args.stage != "search":
+        p.error("--time-ops times search steps: drop it or use --stage search")
     if args.against:
         against(args)
         return
