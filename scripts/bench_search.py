@@ -212,55 +212,58 @@ def bench_finetune(args: argparse.Namespace, batch_size: int) -> dict[str, objec
     return out
 
 
-def time_ops(engine: Any, batches: list[Any], aug: Any, top: int = 20) -> dict[str, Any]:
-    """Seconds per step by aten operation over ``batches`` (CPU: each call returns when its kernel is done)."""
+def _op_log(fn: Any, timed: bool = False) -> dict[str, collections.Counter[str]]:
+    """Run ``fn()`` and log the aten operations it dispatches: ``calls`` per name; with ``timed`` also the
+    seconds of each call per name (``seconds``) and per name and first three input shapes (``shaped``, with its
+    ``shaped_calls``). Timing a call is only meaningful where it returns when its kernel is done (the CPU)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    seconds: collections.Counter[str] = collections.Counter()
-    shaped: collections.Counter[str] = collections.Counter()
-    calls: collections.Counter[str] = collections.Counter()
+    log: dict[str, collections.Counter[str]] = {
+        k: collections.Counter() for k in ("calls", "seconds", "shaped", "shaped_calls")}
 
-    class Time(TorchDispatchMode):
+    class Log(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            name = func.overloadpacket.__name__
+            log["calls"][name] += 1
+            if not timed:
+                return func(*args, **(kwargs or {}))
             start = time.perf_counter()
             out = func(*args, **(kwargs or {}))
             spent = time.perf_counter() - start
-            name = func.overloadpacket.__name__
-            shapes = [tuple(a.shape) for a in args if hasattr(a, "shape")][:3]
-            seconds[name] += spent
-            shaped[f"{name} {shapes}"] += spent
-            calls[f"{name} {shapes}"] += 1
+            key = f"{name} {[tuple(a.shape) for a in args if hasattr(a, 'shape')][:3]}"
+            log["seconds"][name] += spent
+            log["shaped"][key] += spent
+            log["shaped_calls"][key] += 1
             return out
 
-    start = time.perf_counter()
-    with Time():
+    with Log():
+        fn()
+    return log
+
+
+def time_ops(engine: Any, batches: list[Any], aug: Any, top: int = 20) -> dict[str, Any]:
+    """Seconds per step by aten operation over ``batches`` (CPU: each call returns when its kernel is done)."""
+    def steps() -> None:
         for batch in batches:
             engine.step(batch, 0.025, aug)
-    wall = (time.perf_counter() - start) / len(batches)
-    total = sum(seconds.values())
-    return {"step_s": round(wall, 3), "in_ops_s": round(total / len(batches), 3),
-            "by_op": {k: f"{100 * v / total:.1f}%" for k, v in seconds.most_common(top)},
-            "by_op_and_shapes": {k: f"{1000 * v / len(batches):.1f} ms a step, {1000 * v / calls[k]:.2f} ms a call "
-                                    f"({calls[k] // len(batches)} a step)" for k, v in shaped.most_common(top)}}
+
+    start = time.perf_counter()
+    log = _op_log(steps, timed=True)
+    n = len(batches)
+    wall = (time.perf_counter() - start) / n
+    total = sum(log["seconds"].values())
+    calls = log["shaped_calls"]
+    return {"step_s": round(wall, 3), "in_ops_s": round(total / n, 3),
+            "by_op": {k: f"{100 * v / total:.1f}%" for k, v in log["seconds"].most_common(top)},
+            "by_op_and_shapes": {k: f"{1000 * v / n:.1f} ms a step, {1000 * v / calls[k]:.2f} ms a call "
+                                    f"({calls[k] // n} a step)" for k, v in log["shaped"].most_common(top)}}
 
 
 def _dispatched(fn: Any) -> dict[str, int]:
     """aten operations ``fn()`` dispatches: all (``ops``) and those that are not views (``kernels``)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class Count(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()
-            self.ops: collections.Counter[str] = collections.Counter()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-            self.ops[func.overloadpacket.__name__] += 1
-            return func(*args, **(kwargs or {}))
-
-    with Count() as counter:
-        fn()
-    total = sum(counter.ops.values())
-    return {"ops": total, "kernels": total - sum(v for k, v in counter.ops.items() if k in VIEW_OPS)}
+    ops = _op_log(fn)["calls"]
+    total = sum(ops.values())
+    return {"ops": total, "kernels": total - sum(v for k, v in ops.items() if k in VIEW_OPS)}
 
 
 # A fixed genotype for the fine-tune benchmark (every operation type, both cell kinds).

@@ -30,7 +30,6 @@ class PlainFactorizedReduce(nn.Module):
 
     def __init__(self, c: int, c_out: int, affine: bool) -> None:
         super().__init__()
-        self.relu = nn.ReLU(inplace=False)
         self.conv_1 = nn.Conv2d(c, c_out // 2, 1, stride=2, bias=False)
         self.conv_2 = nn.Conv2d(c, c_out // 2, 1, stride=2, bias=False)
         self.bn = nn.BatchNorm2d(c_out, affine=affine)
