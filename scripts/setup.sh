@@ -13,3 +13,5 @@ if ! .venv/bin/python -c "import ssnas_core, mlflow, medmnist, optuna, pytest" >
   .venv/bin/python -c "import ssnas_core, mlflow, medmnist, optuna, pytest"
   touch .venv/.ssnas-installed
 fi
+# Build the compiled CPU kernels once now (about 40 s; torch caches them), not inside the first search or test.
+.venv/bin/python -c "from ssnas_core.search_space import cpu_kernels; cpu_kernels.kernels()"

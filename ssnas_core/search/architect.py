@@ -38,9 +38,10 @@ def _norm(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
 def frozen(params: Sequence[torch.Tensor]) -> Iterator[None]:
     """A forward with ``params`` as constants: its graph records no gradients for them.
 
-    For the weight-only gradients (the weight step, the second-order term's train gradient). ``autograd.grad``
-    would not compute the alphas' gradients anyway, but the mixing's hand-written backward (``edge_group._Mix``)
-    only knows what each input requires, not what a call asks for.
+    For the weight-only gradients (the weight step, the second-order term's train gradient), and with the weights
+    as ``params`` for the alpha-only ones. ``autograd.grad`` would not compute the others' gradients anyway, but a
+    hand-written backward (``edge_group._Mix``, the compiled depthwise weight gradient of
+    ``primitives._DepthwiseCompiled``) only knows what each input requires, not what a call asks for.
     """
     for p in params:
         p.requires_grad_(False)
@@ -86,7 +87,8 @@ class Architect:
         """
         self.optimizer.zero_grad(set_to_none=True)
         if self.order == 1:
-            loss = val_loss()
+            with frozen(self.weights):  # the alphas' gradient only: no custom backward computes the weights'
+                loss = val_loss()
             grads = list(torch.autograd.grad(loss * self.ssl_scale, self.alphas))
         else:
             loss, grads = self._unrolled(val_loss, train_loss, xi)
@@ -130,10 +132,12 @@ class Architect:
             eps = (0.01 / norm.clamp_min(1e-12)).to(d_w[0].dtype)
             shift = torch._foreach_mul(d_w, eps)
             torch._foreach_add_(w, shift)  # w+ = w + eps * grad_w' L_val
-        g_pos = torch.autograd.grad(train_loss(), self.alphas)
+        with frozen(w):
+            g_pos = torch.autograd.grad(train_loss(), self.alphas)
         with torch.no_grad():
             torch._foreach_add_(w, shift, alpha=-2.0)  # w- = w - eps * grad_w' L_val
-        g_neg = torch.autograd.grad(train_loss(), self.alphas)
+        with frozen(w):
+            g_neg = torch.autograd.grad(train_loss(), self.alphas)
         with torch.no_grad():
             torch._foreach_copy_(w, self._backup)
             hessian = torch._foreach_sub(g_pos, g_neg)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ssnas_core.search_space import cpu_kernels
 from ssnas_core.search_space.primitives import BatchNorm2d, depthwise_conv, is_channels_last, offset_pixels
 
 # (grouped tensor name, legacy suffix after ``ops.``, how it maps: "split" k ways along dim 0, or "shared")
@@ -157,6 +158,14 @@ class _Mix(torch.autograd.Function):
         scaled, rest = tensors[:n], tensors[n:]
         m = len(rest) // 2
         shared, ws = rest[:m], rest[m:]
+        ctx.compiled = (cpu_kernels.usable(*scaled, *shared) and all(w.dtype == torch.float32 for w in ws)
+                        and bool(scaled or shared))
+        if ctx.compiled:  # one pass (cpu_kernels.mix_forward): the same sum
+            ctx.n, ctx.k = n, k
+            weights = torch.cat([w.reshape(1, k) for w in ws]) if ws else scaled[0].new_empty(0, k)
+            ctx.save_for_backward(*shared, weights)
+            out = cpu_kernels.kernels().mix_forward(list(scaled), list(shared), weights, k)
+            return tuple(out.unflatten(1, (k, -1)).unbind(1))
         edges = [y.unflatten(1, (k, -1)) for y in scaled]
         out: torch.Tensor | None = None
         if edges:  # the first add out of place: one pass fewer than a copy, in the per-edge outputs' layout
@@ -173,6 +182,8 @@ class _Mix(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, *grads: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        if ctx.compiled:
+            return _mix_compiled_backward(ctx, grads)
         n = ctx.n
         saved = ctx.saved_tensors
         m = len(saved) // 2
@@ -198,6 +209,22 @@ class _Mix(torch.autograd.Function):
         elif any(need[n + m:]):
             dws = [(grad * y.unsqueeze(1)).sum((0, 2, 3, 4), keepdim=True) for y in shared]
         return (None, None, *dys, *dws)
+
+
+def _mix_compiled_backward(ctx: Any, grads: Sequence[torch.Tensor]) -> tuple[torch.Tensor | None, ...]:
+    """``_Mix``'s backward in one pass (``cpu_kernels.mix_backward``): the same three results."""
+    n, k = ctx.n, ctx.k
+    *shared, weights = ctx.saved_tensors
+    m = len(shared)
+    need = ctx.needs_input_grad[2:]
+    grads = [g.contiguous(memory_format=torch.channels_last) for g in grads]
+    flat, dys, dws = cpu_kernels.kernels().mix_backward(grads, shared, weights, any(need[n:n + m]),
+                                                        any(need[n + m:]))
+    out: list[torch.Tensor | None] = [flat if need_y else None for need_y in need[:n]]
+    out += [dys[q] if need[n + q] else None for q in range(m)]
+    out += [dws[q].view(1, k, 1, 1, 1) if need[n + m + q] else None for q in range(m)]
+    return (None, None, *out)
+
 
 
 def _bn_mode(buffer: str) -> str:

@@ -6,11 +6,13 @@ Every factory has the signature ``(c, stride, affine) -> nn.Module`` and maps
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ssnas_core.search_space import cpu_kernels
 
 OpFactory = Callable[[int, int, bool], nn.Module]
 OPS: dict[str, OpFactory] = {}
@@ -42,13 +44,23 @@ class _ChannelsLastBatchNorm(torch.autograd.Function):
     output's gradient. ``native_batch_norm_backward`` then takes a generic path, measured on one thread at
     (32, 16, 28, 28): 9.8 ms on such a slice, 4.4 ms on an NCHW gradient, 0.75 ms after one copy into the
     input's layout. Same maths (the copy changes no value), same saved tensors as autograd's own node.
+
+    In float32, forward and backward run ``cpu_kernels``' two-pass batch norm where it is built (the backward
+    about twice as fast as torch's at the search's sizes); the running statistics get the same update.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):  # type: ignore[no-untyped-def]
-        out, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True, momentum, eps)
+        module = _bn_kernels(x, weight, bias)
+        if module is not None:
+            out, mean, invstd, var = module.bn_forward(x, weight, bias, eps)
+            running_mean.lerp_(mean, momentum)  # what native_batch_norm does to them: (1 - m) * r + m * stat
+            running_var.lerp_(var, momentum)
+        else:
+            out, mean, invstd = torch.native_batch_norm(x, weight, bias, running_mean, running_var, True,
+                                                        momentum, eps)
         ctx.save_for_backward(x, weight, mean, invstd)
-        ctx.eps = eps
+        ctx.eps, ctx.compiled = eps, module is not None
         return out
 
     @staticmethod
@@ -56,9 +68,19 @@ class _ChannelsLastBatchNorm(torch.autograd.Function):
         x, weight, mean, invstd = ctx.saved_tensors
         grad = grad.contiguous(memory_format=torch.channels_last)
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
+        if ctx.compiled:
+            gx, gw, gb = cpu_kernels.kernels().bn_backward(grad, x, mean, invstd, weight)  # type: ignore[union-attr]
+            return gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None, None, None, None, None
         gx, gw, gb = torch.ops.aten.native_batch_norm_backward(grad, x, weight, None, None, mean, invstd, True,
                                                                ctx.eps, mask)
         return gx, gw, gb, None, None, None, None
+
+
+def _bn_kernels(x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None) -> Any:
+    """``cpu_kernels``' module when a batch norm of these tensors can use it (float32 throughout), else None."""
+    if not all(t is None or (t.dtype == torch.float32 and t.is_contiguous()) for t in (weight, bias)):
+        return None
+    return cpu_kernels.kernels() if cpu_kernels.usable(x) else None
 
 
 class BatchNorm2d(nn.BatchNorm2d):
@@ -169,6 +191,55 @@ class _Depthwise5x5(torch.autograd.Function):
         return gx, gw, None
 
 
+class _DepthwiseCompiled(torch.autograd.Function):
+    """A depthwise conv on a channels-last float32 CPU input, with a backward that avoids oneDNN's slow ones.
+
+    Measured at (64, 64, 28, 28) on 2 threads, 2026-12-01 (oneDNN's forward takes 0.6-1.1 ms at these sizes):
+
+    * input gradient of a stride-1 'same' conv: the forward conv of the gradient by the flipped kernel (the same
+      sum), 1.2-1.4 ms, against oneDNN's backward-data at 1.1-1.7 ms undilated and 9-16 ms dilated;
+    * weight gradient: ``cpu_kernels.dw_weight_grad`` (one pass, channels in registers), 3.5 ms for 5x5 against
+      15 ms, 2.2-4.8 ms dilated; the 3x3 undilated one stays oneDNN's (0.8 ms, against 1.5 ms).
+
+    A dilated conv then needs no phases (``depthwise_conv``), whose copies cost more than the conv.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, stride, padding, dilation):  # type: ignore[no-untyped-def]
+        ctx.save_for_backward(x, weight)
+        ctx.conv = stride, padding, dilation
+        return F.conv2d(x, weight, None, stride, padding, dilation, weight.shape[0])
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[no-untyped-def]
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation = ctx.conv
+        c, kernel = weight.shape[0], weight.shape[-1]
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        gx = gw = None
+        if ctx.needs_input_grad[0]:
+            if stride == 1 and 2 * padding == dilation * (kernel - 1):
+                gx = F.conv2d(grad, weight.flip(-1, -2), None, 1, padding, dilation, c)
+            else:
+                gx = torch.ops.aten.convolution_backward(grad, x, weight, None, [stride] * 2, [padding] * 2,
+                                                         [dilation] * 2, False, [0, 0], c, [True, False, False])[0]
+        if ctx.needs_input_grad[1]:
+            if kernel == 3 and dilation == 1:
+                gw = torch.ops.aten.convolution_backward(grad, x, weight, None, [stride] * 2, [padding] * 2,
+                                                         [1, 1], False, [0, 0], c, [False, True, False])[1]
+            else:
+                gw = cpu_kernels.kernels().dw_weight_grad(x, grad, kernel, stride, padding,  # type: ignore
+                                                          dilation)
+        return gx, gw, None, None, None
+
+
+def _compiled_path(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a depthwise conv goes through ``_DepthwiseCompiled``: a gradient is wanted, float32 channels-last
+    on the CPU with ``cpu_kernels`` built, no autocast (which does not reach inside a custom Function)."""
+    return (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad) and weight.dtype == torch.float32
+            and not torch.is_autocast_enabled("cpu") and cpu_kernels.usable(x))
+
+
 def _layout(x: torch.Tensor) -> torch.memory_format:
     """The memory format a gradient of ``x`` should have: channels-last when ``x``'s channels are its innermost
     dimension (also for a channel slice of a channels-last tensor, which is contiguous in neither format)."""
@@ -237,9 +308,12 @@ def global_mean(x: torch.Tensor) -> torch.Tensor:
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int, blocked: bool) -> torch.Tensor:
-    """An undilated depthwise conv: with ``blocked``, ``_Depthwise5x5`` where it is faster (a 5x5 kernel,
-    stride 1, a channels-last CPU input of at least 14x14 that needs a gradient, in the weight's dtype, no
-    autocast; measured slower at 7x7 and stride 2), else ``F.conv2d``."""
+    """An undilated depthwise conv: through ``_DepthwiseCompiled`` where it applies (``_compiled_path``); else with
+    ``blocked``,
+    ``_Depthwise5x5`` where it is faster (stride 1, at least 14x14, in the weight's dtype; measured slower at 7x7
+    and stride 2); else ``F.conv2d``."""
+    if _compiled_path(x, weight):
+        return _DepthwiseCompiled.apply(x, weight, stride, padding, 1)  # type: ignore[no-any-return]
     if (blocked and weight.shape[-1] == 5 and stride == 1 and x.device.type == "cpu" and min(x.shape[-2:]) >= 14
             and torch.is_grad_enabled() and weight.requires_grad and not torch.compiler.is_compiling()
             and x.dtype == weight.dtype and not torch.is_autocast_enabled("cpu")
@@ -253,11 +327,12 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: 
     """Depthwise conv of ``x`` (B, C, H, W) by ``weight`` (C, 1, k, k); dilation 2 via phases on the CPU.
 
     See ``DepthwiseConv2d`` for why and how; the phase form applies to 'same' padding (``k - 1``). ``blocked``
-    (the derived network's convs) allows ``_Depthwise5x5``. The search's grouped convs leave it off: its
-    architecture step asks autograd for the alphas' gradients only, which skips torch's weight gradient but
-    not a custom Function's, so there the blocked form would add work. (With the weights frozen for that step,
-    the blocked form was still no faster in a search step, 2026-11-30: each 3x3 block copies its input window,
-    and at the search's k*C channels those copies cost what the faster gradient saves.)
+    (the derived network's convs) allows ``_Depthwise5x5``. The search's grouped convs leave it off: with the
+    weights frozen for the architecture step it was no faster in a search step, 2026-11-30 (each 3x3 block copies
+    its input window, and at the search's k*C channels those copies cost what the faster gradient saves). Both
+    take ``_DepthwiseCompiled`` where ``cpu_kernels`` is built, a dilated stride-1 conv too (then without phases);
+    the architect freezes the weights for the alphas' gradient, so that no custom backward computes a weight
+    gradient nobody asked for.
     """
     groups = weight.shape[0]
     kernel = weight.shape[-1]
@@ -265,9 +340,14 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: 
         return _conv(x, weight, stride, padding, groups, blocked)
     if dilation != 2 or x.device.type != "cpu" or padding != kernel - 1:
         return F.conv2d(x, weight, None, stride, padding, dilation, groups)
+    if stride == 1 and _compiled_path(x, weight):
+        return _DepthwiseCompiled.apply(x, weight, 1, padding, 2)  # type: ignore[no-any-return]
     pad = (kernel - 1) // 2
     if stride == 2:
-        return _conv(even_pixels(x), weight, 1, pad, groups, blocked)
+        even = even_pixels(x)
+        if _compiled_path(x, weight):  # one copy of a quarter of x, for the compiled path (channels-last only)
+            even = even.contiguous(memory_format=torch.channels_last)
+        return _conv(even, weight, 1, pad, groups, blocked)
     b, c, h, w = x.shape
     he, we = h + h % 2, w + w % 2
     # Work on the (B, H, W, C) view so channels_last inputs stay channels_last (oneDNN's fast path).
