@@ -308,10 +308,9 @@ def global_mean(x: torch.Tensor) -> torch.Tensor:
 
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int, groups: int, blocked: bool) -> torch.Tensor:
-    """An undilated depthwise conv: through ``_DepthwiseCompiled`` where it applies (``_compiled_path``); else with
-    ``blocked``,
-    ``_Depthwise5x5`` where it is faster (stride 1, at least 14x14, in the weight's dtype; measured slower at 7x7
-    and stride 2); else ``F.conv2d``."""
+    """An undilated depthwise conv: through ``_DepthwiseCompiled`` where it applies (``_compiled_path``); else, with
+    ``blocked`` and no compiled kernels, ``_Depthwise5x5`` where it is faster (a 5x5 kernel, stride 1, at least
+    14x14, in the weight's dtype; measured slower at 7x7 and stride 2); else ``F.conv2d``."""
     if _compiled_path(x, weight):
         return _DepthwiseCompiled.apply(x, weight, stride, padding, 1)  # type: ignore[no-any-return]
     if (blocked and weight.shape[-1] == 5 and stride == 1 and x.device.type == "cpu" and min(x.shape[-2:]) >= 14
